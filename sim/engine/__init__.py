@@ -1,0 +1,1 @@
+"""The SimPy side: the only package that imports simpy."""

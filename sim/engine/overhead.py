@@ -1,0 +1,121 @@
+"""Restart / scaling overhead models (pluggable).
+
+An overhead is time a job holds its GPUs without making progress after its
+allocation changes. Two models ship:
+
+* :class:`ArtifactOverhead` — the ElasticFlow artifact's synthetic formula and
+  charging rules (POLICIES.md 1.6), including its placement cache and its
+  "restart rounds" quirk (every S-th scheduling instant, the slot length in
+  seconds reused as a count). Used by the ``elasticflow-artifact`` preset.
+* :class:`ChangeOverhead` — the clean default: a job pays only when its GPU set
+  changes: a (re)start pays the restart cost, a rescale or migration of a running
+  job pays the scaling cost. The costs use the same formula so numbers stay
+  comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+def artifact_overhead_s(gpus: int, *, restart: bool, cached: bool, cluster_gpus: int) -> float:
+    """POLICIES.md 1.6 ``overhead(g, restart, cached)`` in seconds."""
+    big = cluster_gpus >= 256
+    base = 7.0 if big else 2.0
+    if cached:
+        return base
+    o = base
+    if restart:
+        o += 27.0 + (20.0 if big else 0.0)
+    return o + 2.0 * (math.log2(gpus) + 1.0)
+
+
+@dataclass
+class ChargeContext:
+    """What an overhead model may look at for one instant."""
+
+    instant: int  # scheduling instants counted so far (artifact's schedule_count)
+    slot_s: float
+    cluster_gpus: int
+
+
+class OverheadModel:
+    """Decides the overhead each job pays after a decision has been applied.
+
+    ``charge(ctx, changes)`` gets, for every job holding GPUs after the decision,
+    ``(job_id, old_gpus, new_gpus)`` in placement order, and returns job id ->
+    seconds of overhead to charge.
+    """
+
+    extends_end: bool = False
+    carry: bool = True  # unconsumed overhead carries into the next interval
+
+    def charge(
+        self, ctx: ChargeContext, changes: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    ) -> dict[str, float]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class NoOverhead(OverheadModel):
+    def charge(self, ctx, changes):
+        return {}
+
+
+@dataclass
+class ChangeOverhead(OverheadModel):
+    """Clean default: pay on (re)start and on a change of GPU set; nothing otherwise."""
+
+    def charge(self, ctx, changes):
+        out = {}
+        for jid, old, new in changes:
+            if old == new:
+                continue
+            restart = not old
+            out[jid] = artifact_overhead_s(len(new), restart=restart, cached=False,
+                                           cluster_gpus=ctx.cluster_gpus)
+        return out
+
+
+@dataclass
+class ArtifactOverhead(OverheadModel):
+    """The artifact's rules; ``rule`` is an :class:`~sim.policies.base.ArtifactTraits` overhead."""
+
+    rule: str = "every-instant"
+    extends_end: bool = False
+    carry: bool = False
+    _seen: set[frozenset[int]] = field(default_factory=set)
+
+    def restart_round(self, ctx: ChargeContext) -> bool:
+        s = int(ctx.slot_s)
+        return s > 0 and ctx.instant > 0 and ctx.instant % s == 0
+
+    def charge(self, ctx, changes):
+        restart = self.restart_round(ctx)
+        if self.rule == "none":
+            return {}
+        out: dict[str, float] = {}
+        if self.rule == "every-instant":
+            # The logger checks each placed job's GPU set against every set seen
+            # since the last restart round (POLICIES.md 1.6), then remembers it.
+            if restart:
+                self._seen.clear()
+            for jid, _old, new in changes:
+                key = frozenset(new)
+                cached = key in self._seen
+                self._seen.add(key)
+                out[jid] = artifact_overhead_s(len(new), restart=restart, cached=cached,
+                                               cluster_gpus=ctx.cluster_gpus)
+        elif self.rule == "every-instant-uncached":
+            for jid, _old, new in changes:
+                out[jid] = artifact_overhead_s(len(new), restart=restart, cached=False,
+                                               cluster_gpus=ctx.cluster_gpus)
+        elif self.rule == "on-start":
+            for jid, old, new in changes:
+                if not old or restart:
+                    out[jid] = artifact_overhead_s(len(new), restart=restart, cached=False,
+                                                   cluster_gpus=ctx.cluster_gpus)
+        else:
+            raise ValueError(f"unknown overhead rule {self.rule!r}")
+        return out

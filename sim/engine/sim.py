@@ -1,0 +1,444 @@
+"""SimExecutor: replays a job trace on a modelled cluster in simulated time.
+
+One SimPy process owns the scheduling loop. Between two scheduling instants
+every job's progress is computed analytically from its rate (iterations/s from
+the throughput table, times a communication factor), so the number of events
+grows with arrivals, completions and decisions, never with iterations.
+
+Two knobs shape the semantics (see docs/semantics.md):
+
+``instants``
+    ``"exact"``: every arrival, completion and wake-up is its own instant
+    (optionally delayed to the next multiple of ``slot_s``).
+    ``"coalesce"``: the ElasticFlow artifact's slot-coalescing rule
+    (POLICIES.md 1.4).
+``completion``
+    ``"exact"``: the executor finishes a job the moment its work is done.
+    ``"declared"``: the job finishes at the end the policy declared (the
+    artifact's planned ends), or, when the policy allows it, at the first
+    instant that notices the work is done.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import simpy
+
+from sim.control import (
+    Admit,
+    Controller,
+    Decline,
+    Declare,
+    Note,
+    Resize,
+    Start,
+    Stop,
+    Wake,
+)
+from sim.engine.overhead import ChargeContext, ChangeOverhead, OverheadModel
+from sim.model.cluster import ClusterSpec
+from sim.model.job import JobSpec
+from sim.model.snapshot import JobStatus, JobView, Snapshot
+from sim.model.throughput import ThroughputTable
+
+INF = math.inf
+
+
+@dataclass
+class EngineConfig:
+    """Executor semantics. The ``elasticflow-artifact`` preset fills these from the policy's traits."""
+
+    instants: str = "exact"  # "exact" | "coalesce"
+    completion: str = "exact"  # "exact" | "declared"
+    slot_s: float = 0.0
+    detect_done: bool = True  # declared mode: may an instant notice finished work early?
+    judge: str = "end"  # "end" | "real_end": which time is compared with the deadline
+    idle_step_s: float = 10.0
+    max_idle_steps: int = 1000
+    horizon_s: float = INF
+
+
+@dataclass
+class JobRun:
+    """Mutable per-job state owned by the executor."""
+
+    spec: JobSpec
+    status: str = "future"  # future|new|waiting|running|paused|done|declined|unfinished
+    gpus: tuple[int, ...] = ()
+    iter_left: float = 0.0
+    executed_s: float = 0.0
+    gpu_s: float = 0.0
+    start_s: float | None = None
+    end_s: float | None = None  # declared (logged) end
+    event_s: float | None = None  # when the completion is processed
+    real_end_s: float | None = None
+    overhead_s: float = 0.0  # pending: no progress for this long
+    overhead_total_s: float = 0.0
+    last_s: float = 0.0
+    rate: float = 0.0  # work units per second while running
+    iter_rate: float = 0.0  # iterations per second (differs from rate for duration work)
+    factor: float = 1.0  # communication slowdown factor
+    preemptions: int = 0
+    rescales: int = 0
+    finish_s: float | None = None
+    met: bool | None = None
+    history: list[tuple[float, int]] = field(default_factory=list)  # (time, num GPUs)
+    final_gpus: int = 0  # GPUs held when it finished
+
+    def view(self) -> JobView:
+        st = {
+            "new": JobStatus.NEW,
+            "waiting": JobStatus.WAITING,
+            "running": JobStatus.RUNNING,
+            "paused": JobStatus.PAUSED,
+        }[self.status]
+        return JobView(
+            spec=self.spec, status=st, gpus=self.gpus, iter_left=self.iter_left,
+            executed_s=self.executed_s, gpu_s=self.gpu_s, start_s=self.start_s,
+            end_s=self.end_s, preemptions=self.preemptions, rescales=self.rescales,
+        )
+
+
+class Recorder:
+    """Collects the event log and the cluster timeline as plain row lists."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, str, int, str]] = []
+        self.timeline: list[tuple[float, int, int, int]] = []
+
+    def event(self, t: float, kind: str, job: str = "", gpus: int = 0, detail: str = "") -> None:
+        self.events.append((t, kind, job, gpus, detail))
+
+    def sample(self, t: float, allocated: int, running: int, queued: int) -> None:
+        if self.timeline and self.timeline[-1][0] == t:
+            self.timeline[-1] = (t, allocated, running, queued)
+        else:
+            self.timeline.append((t, allocated, running, queued))
+
+
+class SimExecutor:
+    """Runs one policy over one trace on one cluster.
+
+    Args:
+        jobs: the trace, sorted by submit time (stable).
+        cluster, table: the modelled cluster and its throughput table.
+        controller: wraps the policy.
+        config: semantics knobs.
+        overhead: restart/scaling overhead model.
+        comm_factor: optional ``(job, gpus) -> factor <= 1`` communication slowdown.
+        work: ``"iterations"`` (train ``spec.iterations``) or ``"duration"``
+            (run ``spec.duration_s`` seconds at the requested size).
+        progress: optional callback ``(now_s, done, total)`` for progress bars.
+    """
+
+    def __init__(
+        self,
+        jobs: list[JobSpec],
+        cluster: ClusterSpec,
+        table: ThroughputTable,
+        controller: Controller,
+        *,
+        config: EngineConfig | None = None,
+        overhead: OverheadModel | None = None,
+        comm_factor: Callable[[JobSpec, tuple[int, ...]], float] | None = None,
+        work: str = "iterations",
+        progress: Callable[[float, int, int], None] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.table = table
+        self.controller = controller
+        self.cfg = config or EngineConfig()
+        self.overhead = overhead or ChangeOverhead()
+        self.comm_factor = comm_factor
+        self.work = work
+        self.progress = progress
+        self.env = simpy.Environment()
+        self.rec = Recorder()
+        self.runs: dict[str, JobRun] = {}
+        for s in jobs:
+            r = JobRun(spec=s, iter_left=float(s.iterations))
+            self.runs[s.job_id] = r
+        self.pending_arrivals = [self.runs[s.job_id] for s in jobs]  # sorted by submit
+        self._next_arrival = 0
+        self.active: list[JobRun] = []  # runnable jobs, in the executor's stable order
+        self.wakes: list[float] = []  # heap
+        self.instant = 0
+        self.last_instant_s = 0.0
+        self.done_count = 0
+        self.total = len(jobs)
+
+    # ------------------------------------------------------------------ public
+    def run(self) -> None:
+        """Simulate until every job has finished or been declined."""
+        self.env.process(self._loop())
+        self.env.run()
+
+    # ------------------------------------------------------------- main loop
+    def _loop(self) -> Iterable[simpy.Event]:
+        if not self.pending_arrivals:
+            return
+        t = float(self.pending_arrivals[0].spec.submit_s)
+        if self.cfg.instants == "exact" and self.cfg.slot_s > 0:
+            t = self._align(t)
+        yield self.env.timeout(t)
+        idle = 0
+        while True:
+            now = self.env.now
+            self._instant(now)
+            if self.done_count == self.total:
+                return
+            nxt = self._next_instant(now)
+            if nxt is None:
+                if not self.active:
+                    # Nothing queued and nothing runnable: wait for the next arrival.
+                    if self._next_arrival >= len(self.pending_arrivals):
+                        return
+                    nxt = float(self.pending_arrivals[self._next_arrival].spec.submit_s)
+                else:
+                    idle += 1
+                    if idle > self.cfg.max_idle_steps:
+                        self._give_up(now)
+                        return
+                    nxt = now + self.cfg.idle_step_s
+            else:
+                idle = 0
+            if nxt > self.cfg.horizon_s:
+                self._give_up(now)
+                return
+            yield self.env.timeout(max(nxt - now, 0.0))
+
+    def _align(self, t: float) -> float:
+        s = self.cfg.slot_s
+        return math.ceil(t / s - 1e-9) * s
+
+    # --------------------------------------------------------- event queue
+    def _event_times(self) -> list[float]:
+        """Distinct times of queued events (arrivals, completions, wake-ups), sorted."""
+        times: set[float] = set()
+        if self._next_arrival < len(self.pending_arrivals):
+            i = self._next_arrival
+            first = self.pending_arrivals[i].spec.submit_s
+            times.add(float(first))
+            # the next distinct arrival time, if any (enough for the >= 2 test)
+            while i < len(self.pending_arrivals) and self.pending_arrivals[i].spec.submit_s == first:
+                i += 1
+            if i < len(self.pending_arrivals):
+                times.add(float(self.pending_arrivals[i].spec.submit_s))
+        for r in self.active:
+            if r.event_s is not None:
+                times.add(r.event_s)
+        times.update(self.wakes)
+        return sorted(times)
+
+    def _next_instant(self, now: float) -> float | None:
+        times = self._event_times()
+        if not times:
+            return None
+        e1 = times[0]
+        if self.cfg.instants == "coalesce":
+            S = self.cfg.slot_s
+            if e1 - now <= S and len(times) >= 2:
+                return now + S
+            return max(e1, now)
+        if self.cfg.slot_s > 0:
+            return max(self._align(e1), now + (0 if e1 > now else self.cfg.slot_s))
+        return max(e1, now)
+
+    # ------------------------------------------------------------ one instant
+    def _instant(self, now: float) -> None:
+        self._advance_all(now)
+        self._complete_due(now)
+        self._admit_arrivals(now)
+        self.wakes = [w for w in self.wakes if w > now]
+        heapq.heapify(self.wakes)
+        finished_here = self._finished_now
+        snap = Snapshot(
+            now_s=now, cluster=self.cluster, table=self.table,
+            jobs=tuple(r.view() for r in self.active), finished=tuple(finished_here),
+            instant=self.instant, slot_s=self.cfg.slot_s,
+        )
+        actions = self.controller.step(snap)
+        self._apply(now, actions)
+        self.instant += 1
+        self.last_instant_s = now
+        alloc = sum(len(r.gpus) for r in self.active)
+        running = sum(1 for r in self.active if r.gpus)
+        self.rec.sample(now, alloc, running, len(self.active) - running)
+        if self.progress is not None:
+            self.progress(now, self.done_count, self.total)
+
+    def _advance(self, r: JobRun, now: float) -> None:
+        """Progress ``r`` from ``r.last_s`` to ``now`` at its current rate."""
+        dt = now - r.last_s
+        r.last_s = now
+        if dt <= 0 or not r.gpus:
+            if not self.overhead.carry:
+                r.overhead_s = 0.0
+            return
+        eff = dt - r.overhead_s
+        if eff < 0:
+            r.overhead_s = -eff if self.overhead.carry else 0.0
+            return
+        r.overhead_s = 0.0
+        before = self._remaining(r)
+        r.executed_s += eff
+        r.gpu_s += eff * len(r.gpus)
+        # iterations are tracked for every job (Themis reads both measures)
+        r.iter_left -= eff * (r.rate if self.work == "iterations" else r.iter_rate)
+        # Declared mode: an instant may notice that the work is already done.
+        if (self.cfg.completion == "declared" and self.cfg.detect_done
+                and self._remaining(r) <= 1e-9 and before > 1e-9
+                and (r.event_s is None or r.event_s > now)):
+            rate = r.rate if r.rate > 0 else 1.0
+            if self.work == "iterations":
+                # artifact early-finish rule (POLICIES.md 1.5): t_prev + ceil(iter_left / tput)
+                end = (now - dt) + math.ceil(before / rate - 1e-9)
+            else:
+                end = (now - eff) + before
+            r.end_s = end
+            r.real_end_s = end
+            r.event_s = now
+
+    def _remaining(self, r: JobRun) -> float:
+        if self.work == "iterations":
+            return r.iter_left
+        return r.spec.duration_s - r.executed_s
+
+    def _advance_all(self, now: float) -> None:
+        for r in self.active:
+            self._advance(r, now)
+
+    def _complete_due(self, now: float) -> None:
+        self._finished_now: list[str] = []
+        keep: list[JobRun] = []
+        for r in self.active:
+            if r.event_s is not None and r.event_s <= now + 1e-9:
+                self._finish(r, now)
+            else:
+                keep.append(r)
+        self.active = keep
+
+    def _finish(self, r: JobRun, now: float) -> None:
+        if self.cfg.completion == "declared" and r.end_s is not None:
+            end = r.end_s
+        else:  # exact: the work finished at event_s even if the instant comes later (slots)
+            end = r.event_s if r.event_s is not None else now
+        r.finish_s = end
+        judge = end
+        if self.cfg.judge == "real_end" and r.real_end_s is not None:
+            judge = r.real_end_s
+        r.met = None if r.spec.best_effort else judge <= r.spec.deadline_s + 1e-9
+        r.final_gpus = len(r.gpus)
+        self.rec.event(now, "finished", r.spec.job_id, len(r.gpus), f"end={end:g}")
+        r.history.append((end, 0))
+        r.status = "done"
+        r.gpus = ()
+        r.event_s = None
+        self.done_count += 1
+        self._finished_now.append(r.spec.job_id)
+
+    def _admit_arrivals(self, now: float) -> None:
+        arr = self.pending_arrivals
+        while self._next_arrival < len(arr) and arr[self._next_arrival].spec.submit_s <= now + 1e-9:
+            r = arr[self._next_arrival]
+            self._next_arrival += 1
+            r.status = "new"
+            r.last_s = now
+            self.active.append(r)
+            self.rec.event(now, "arrived", r.spec.job_id)
+
+    # ---------------------------------------------------------- applying
+    def _apply(self, now: float, actions: list) -> None:
+        by_id = self.runs
+        old_gpus = {r.spec.job_id: r.gpus for r in self.active}
+        declared: dict[str, Declare] = {}
+        for a in actions:
+            if isinstance(a, Decline):
+                r = by_id[a.job_id]
+                r.status = "declined"
+                r.met = False
+                r.finish_s = None
+                self.done_count += 1
+                self.rec.event(now, "declined", a.job_id)
+            elif isinstance(a, Admit):
+                by_id[a.job_id].status = "waiting"
+                self.rec.event(now, "admitted", a.job_id)
+            elif isinstance(a, Stop):
+                r = by_id[a.job_id]
+                r.gpus = ()
+                r.status = "paused"
+                r.preemptions += 1
+                r.history.append((now, 0))
+                self.rec.event(now, "stopped", a.job_id)
+            elif isinstance(a, Start | Resize):
+                r = by_id[a.job_id]
+                if isinstance(a, Resize) and len(a.gpus) != len(r.gpus):
+                    r.rescales += 1
+                if r.start_s is None:
+                    r.start_s = now
+                kind = "resized" if isinstance(a, Resize) else (
+                    "started" if r.status in ("waiting", "new") else "resumed")
+                r.gpus = a.gpus
+                r.status = "running"
+                r.history.append((now, len(a.gpus)))
+                self.rec.event(now, kind, a.job_id, len(a.gpus))
+            elif isinstance(a, Declare):
+                declared[a.job_id] = a
+            elif isinstance(a, Wake):
+                if a.at_s > now:
+                    heapq.heappush(self.wakes, a.at_s)
+            elif isinstance(a, Note):
+                self.rec.event(now, "note", "", 0, a.text)
+        if any(r.status == "declined" for r in self.active):
+            self.active = [r for r in self.active if r.status != "declined"]
+        for r in self.active:
+            g = len(r.gpus)
+            r.rate = self.table.rate(r.spec.model, r.spec.batch_size, g) if g else 0.0
+            if g and self.comm_factor is not None:
+                r.factor = self.comm_factor(r.spec, r.gpus)
+                r.rate *= r.factor
+            r.iter_rate = r.rate
+            if self.work == "duration":
+                # duration-based jobs run one second of work per second
+                r.rate = 1.0 if g else 0.0
+        # overheads, charged in placement order (GPUs held, largest first)
+        changes = [(r.spec.job_id, old_gpus.get(r.spec.job_id, ()), r.gpus)
+                   for r in self.active if r.gpus]
+        ctx = ChargeContext(instant=self.instant, slot_s=self.cfg.slot_s,
+                            cluster_gpus=self.cluster.num_gpus)
+        charged = self.overhead.charge(ctx, changes)
+        for jid, o in charged.items():
+            r = by_id[jid]
+            r.overhead_s = (r.overhead_s if self.overhead.carry else 0.0) + o
+            r.overhead_total_s += o
+        # completion bookkeeping
+        if self.cfg.completion == "declared":
+            for r in self.active:
+                d = declared.get(r.spec.job_id)
+                if d is None:
+                    r.end_s = r.event_s = r.real_end_s = None
+                    continue
+                r.end_s, r.event_s, r.real_end_s = d.end_s, d.event_s, d.real_end_s
+                o = charged.get(r.spec.job_id, 0.0)
+                if self.overhead.extends_end and o:
+                    r.end_s += o
+                    r.event_s += o
+        else:
+            for r in self.active:
+                if r.gpus and r.rate > 0:
+                    end = now + r.overhead_s + max(self._remaining(r), 0.0) / r.rate
+                    r.end_s = r.event_s = end
+                    r.real_end_s = end
+                else:
+                    r.end_s = r.event_s = r.real_end_s = None
+
+    def _give_up(self, now: float) -> None:
+        for r in self.active:
+            r.status = "unfinished"
+            r.met = None if r.spec.best_effort else False
+            self.rec.event(now, "unfinished", r.spec.job_id)
+        self.active = []

@@ -1,0 +1,139 @@
+"""The frozen view of the world a policy decides on.
+
+Executors (SimPy or Dask) build a :class:`Snapshot` at every scheduling instant
+and hand it to the Controller; policies only read it. Everything is immutable so
+a policy cannot reach around the Controller and change the world.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from sim.model.cluster import ClusterSpec
+from sim.model.job import JobSpec, TaskSpec
+from sim.model.throughput import ThroughputTable
+
+
+class JobStatus(str, Enum):
+    """Lifecycle of a job as seen by a policy.
+
+    ``NEW``: arrived at this instant, not yet admitted or declined.
+    ``WAITING``: admitted, never started.
+    ``RUNNING``: started and holding GPUs.
+    ``PAUSED``: started before, now holding no GPUs (preempted or squeezed to 0).
+    """
+
+    NEW = "new"
+    WAITING = "waiting"
+    RUNNING = "running"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A runnable job's state at the snapshot time.
+
+    Attributes:
+        spec: the job as read from the trace.
+        status: see :class:`JobStatus`.
+        gpus: global GPU ids currently held (empty when not running).
+        iter_left: training iterations still to run.
+        executed_s: attained run time (seconds with GPUs, net of overheads).
+        gpu_s: attained service in GPU-seconds.
+        start_s: first start time, ``None`` if never started.
+        end_s: planned end currently declared for the job (``None`` if none).
+        preemptions: times the job lost all its GPUs.
+        rescales: times its GPU count changed while running.
+    """
+
+    spec: JobSpec
+    status: JobStatus
+    gpus: tuple[int, ...] = ()
+    iter_left: float = 0.0
+    executed_s: float = 0.0
+    gpu_s: float = 0.0
+    start_s: float | None = None
+    end_s: float | None = None
+    preemptions: int = 0
+    rescales: int = 0
+
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id
+
+    @property
+    def num_gpus(self) -> int:
+        return len(self.gpus)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """A CPU worker (task workloads): its resources, what is free, what is warm."""
+
+    worker_id: str
+    cores: float
+    memory_MB: float
+    disk_MB: float
+    free_cores: float
+    free_memory_MB: float
+    free_disk_MB: float
+    libraries: tuple[str, ...] = ()  # libraries installed (warm) on this worker
+    free_slots: tuple[tuple[str, int], ...] = ()  # (library, free function slots)
+    cached: tuple[str, ...] = ()  # files/packages in the worker's cache
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A CPU task not yet finished: ready in the manager's queue, or dispatched."""
+
+    spec: TaskSpec
+    priority: float
+    worker_id: str | None = None  # set once dispatched
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a policy may look at.
+
+    Attributes:
+        now_s: the decision time (simulated seconds, or scaled wall-clock seconds).
+        cluster: the modelled cluster.
+        table: throughput table for the cluster's GPU type.
+        jobs: runnable jobs (NEW, WAITING, RUNNING, PAUSED) in a stable order:
+            the order the executor has kept them in (arrivals appended in trace order).
+        finished: ids of jobs that completed at this instant.
+        instant: how many scheduling instants happened before this one (0-based).
+        slot_s: the scheduling slot length (0 = none).
+        workers, tasks: CPU-task side (empty for GPU-job workloads).
+    """
+
+    now_s: float
+    cluster: ClusterSpec
+    table: ThroughputTable
+    jobs: tuple[JobView, ...] = ()
+    finished: tuple[str, ...] = ()
+    instant: int = 0
+    slot_s: float = 0.0
+    workers: tuple[WorkerView, ...] = ()
+    tasks: tuple[TaskView, ...] = ()
+    _free: frozenset[int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def arrivals(self) -> tuple[JobView, ...]:
+        return tuple(j for j in self.jobs if j.status is JobStatus.NEW)
+
+    def busy_gpus(self) -> frozenset[int]:
+        return frozenset(g for j in self.jobs for g in j.gpus)
+
+    def free_gpus(self) -> frozenset[int]:
+        if self._free is not None:
+            return self._free
+        return frozenset(range(self.cluster.num_gpus)) - self.busy_gpus()
+
+    def job(self, job_id: str) -> JobView:
+        for j in self.jobs:
+            if j.job_id == job_id:
+                return j
+        raise KeyError(job_id)

@@ -1,0 +1,10 @@
+"""Scheduling policies, one module per policy.
+
+The registry (:mod:`sim.registry`) imports the modules listed in ``BUILTIN``;
+each registers its class with ``@register``.
+"""
+
+BUILTIN = (
+    "sim.policies.fifo",
+    "sim.policies.edf",
+)

@@ -1,0 +1,117 @@
+"""The policy contract.
+
+A policy is an object with ``decide(snapshot) -> Decision``. It may keep private
+bookkeeping between calls (queues, plans), but it never touches SimPy, Dask,
+files or the wall clock: time comes from ``snapshot.now_s``.
+
+Each policy module defines a class with:
+
+* ``NAME``: registry name (as in the ElasticFlow artifact where one exists);
+* ``SUMMARY``: one line for ``clustersim policies``;
+* ``Params``: a frozen dataclass whose fields carry ``metadata={"help": ...}``;
+* ``WORK``: what finishes a job, ``"iterations"`` or ``"duration"``;
+* ``ARTIFACT``: the :class:`ArtifactTraits` the ``elasticflow-artifact`` preset
+  applies for this policy (how the artifact schedules its instants and charges
+  overheads for it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sim.errors import InputError
+from sim.model.decision import Decision
+from sim.model.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class ArtifactTraits:
+    """How the ElasticFlow artifact runs a policy (applied only under its preset).
+
+    Attributes:
+        instants: ``"coalesce"`` (the slot-coalescing rule of POLICIES.md 1.4) or
+            ``"events"`` (every queued event is its own instant; the policy asks for
+            round wake-ups itself).
+        overhead: who pays the synthetic restart overhead of POLICIES.md 1.6:
+            ``"every-instant"`` (every job holding GPUs, at every instant, with the
+            placement cache), ``"every-instant-uncached"``, ``"on-start"`` (jobs whose
+            GPU set changed from none), or ``"none"``.
+        overhead_extends_end: whether a charged overhead is added to the job's
+            declared end (EF/EDF do; Tiresias/Gandiva only lose progress).
+        detect_done: whether an instant that finds a job's work done finishes it
+            then (EF/EDF's early-finish rule, Gandiva), instead of waiting for the
+            end the policy declared (Tiresias, Themis).
+        judge: ``"end"`` (deadline judged on the logged end) or ``"real_end"``
+            (on the policy's exact finish estimate; ef-accessctrl).
+        idle_step_s: when nothing is queued but jobs remain, advance by this much.
+    """
+
+    instants: str = "coalesce"
+    overhead: str = "none"
+    overhead_extends_end: bool = False
+    detect_done: bool = True
+    judge: str = "end"
+    idle_step_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """This policy has no parameters."""
+
+
+class Policy:
+    """Base class: stores params and the preset flag; subclasses implement decide()."""
+
+    NAME: ClassVar[str] = ""
+    SUMMARY: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    WORK: ClassVar[str] = "iterations"
+    ARTIFACT: ClassVar[ArtifactTraits] = ArtifactTraits()
+
+    def __init__(self, params: Any = None, *, artifact: bool = False) -> None:
+        self.params = params if params is not None else self.Params()
+        self.artifact = artifact
+
+    def decide(self, snap: Snapshot) -> Decision:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def make_params(cls, values: dict[str, Any] | None, *, source: str = "") -> Any:
+        """Build ``Params`` from a plain dict, naming unknown keys and bad types."""
+        values = dict(values or {})
+        fields = {f.name: f for f in dataclasses.fields(cls.Params)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise InputError(
+                f"unknown parameter(s) {', '.join(unknown)} for policy {cls.NAME!r}; "
+                f"valid: {', '.join(fields) or '(none)'}",
+                file=source or None, field=unknown[0],
+            )
+        out = {}
+        for name, value in values.items():
+            default = fields[name].default
+            if default is not dataclasses.MISSING and default is not None:
+                want = type(default)
+                try:
+                    if want is bool and isinstance(value, str):
+                        value = value.lower() in ("1", "true", "yes", "on")
+                    elif want is not bool:
+                        value = want(value)
+                except (TypeError, ValueError):
+                    raise InputError(
+                        f"parameter {name!r} of {cls.NAME!r} must be {want.__name__}, got {value!r}",
+                        file=source or None, field=name,
+                    ) from None
+            out[name] = value
+        return cls.Params(**out)
+
+    @classmethod
+    def describe_params(cls) -> list[tuple[str, str, Any, str]]:
+        """(name, type, default, help) for every parameter."""
+        rows = []
+        for f in dataclasses.fields(cls.Params):
+            rows.append((f.name, getattr(f.type, "__name__", str(f.type)), f.default,
+                         f.metadata.get("help", "")))
+        return rows

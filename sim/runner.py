@@ -1,0 +1,178 @@
+"""Build and run one scenario; write its output folder.
+
+This module wires the pieces: it loads the validated inputs, creates the policy
+through the registry, turns the preset into engine settings, runs the
+:class:`~sim.engine.sim.SimExecutor` and writes the results. It is, with the
+CLI, the only place that imports the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from sim import registry
+from sim.control import Controller
+from sim.engine.overhead import ArtifactOverhead, ChangeOverhead, OverheadModel
+from sim.engine.sim import EngineConfig, SimExecutor
+from sim.errors import InputError
+from sim.metrics.summary import job_table, summarise
+from sim.model.cluster import ClusterSpec
+from sim.model.job import JobSpec
+from sim.model.throughput import ThroughputTable, bundled_table
+from sim.policies.base import Policy
+from sim.scenario import Scenario
+
+EVENT_COLUMNS = ["time_s", "event", "job_id", "gpus", "detail"]
+TIMELINE_COLUMNS = ["time_s", "allocated_gpus", "running_jobs", "queued_jobs"]
+
+
+@dataclass
+class Prepared:
+    scenario: Scenario
+    jobs: list[JobSpec]
+    cluster: ClusterSpec
+    table: ThroughputTable
+    policy: Policy
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    jobs: pd.DataFrame
+    events: pd.DataFrame
+    timeline: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def prepare(scn: Scenario) -> Prepared:
+    """Load and validate every input of ``scn`` (raises InputError, writes nothing)."""
+    from sim.model.cluster_io import cluster_from_dict, load_cluster
+    from sim.traces import generate_trace, read_trace
+
+    if isinstance(scn.cluster, dict):
+        cluster = cluster_from_dict(scn.cluster, source=scn.source or "<scenario>")
+    else:
+        c = scn.cluster
+        cluster = load_cluster(scn.path(c) if scn.path(c).exists() else c)
+    gpu_type = scn.gpu_type or cluster.gpu_type or "A100"
+    table = bundled_table(gpu_type)
+    if isinstance(scn.trace, dict):
+        gen = dict(scn.trace["generate"])
+        gen.pop("gpu_type", None)
+        gen.setdefault("seed", scn.seed)
+        jobs = generate_trace(table=table, **gen)
+    else:
+        p = scn.path(scn.trace)
+        if not p.exists():
+            raise InputError("trace file not found", file=scn.trace, field="trace")
+        jobs = read_trace(p, table=table, cluster=cluster)
+    policy = registry.create(scn.policy, scn.params, artifact=scn.preset == "elasticflow-artifact",
+                             source=scn.source or None)
+    return Prepared(scn, jobs, cluster, table, policy)
+
+
+def engine_settings(p: Prepared) -> tuple[EngineConfig, OverheadModel, Any]:
+    """The preset as engine knobs: (config, overhead model, communication factor)."""
+    scn = p.scenario
+    if scn.preset == "elasticflow-artifact":
+        tr = p.policy.ARTIFACT
+        cfg = EngineConfig(instants=tr.instants, completion="declared", slot_s=scn.slot_s,
+                           detect_done=tr.detect_done, judge=tr.judge,
+                           idle_step_s=tr.idle_step_s)
+        ov = ArtifactOverhead(rule=tr.overhead, extends_end=tr.overhead_extends_end, carry=False)
+        return cfg, ov, None
+    cfg = EngineConfig(instants="exact", completion="exact", slot_s=scn.slot_s)
+    if scn.horizon_s is not None:
+        cfg.horizon_s = float(scn.horizon_s)
+    comm = _comm_factor(p) if scn.comm == "allreduce" else None
+    return cfg, ChangeOverhead(), comm
+
+
+def _comm_factor(p: Prepared) -> Callable[[JobSpec, tuple[int, ...]], float] | None:
+    try:
+        from sim.engine.network import AllReduceComm, load_model_sizes
+    except ImportError:  # network model not available
+        return None
+    model = AllReduceComm(load_model_sizes(), default_MB=100.0)
+    cluster, table = p.cluster, p.table
+    gpn, nps = cluster.gpus_per_node, cluster.nodes_per_switch
+    cache: dict[tuple, float] = {}
+
+    def factor(spec: JobSpec, gpus: tuple[int, ...]) -> float:
+        nodes = {g // gpn for g in gpus}
+        if len(nodes) <= 1:
+            return 1.0
+        key = (spec.model, spec.batch_size, len(gpus), len(nodes), len({n // nps for n in nodes}))
+        f = cache.get(key)
+        if f is None:
+            rate = table.rate(spec.model, spec.batch_size, len(gpus))
+            f = cache[key] = model.rate_factor(spec.model, rate, gpus, cluster)
+        return f
+
+    return factor
+
+
+def run_scenario(
+    scn: Scenario, *, progress: Callable[[float, int, int], None] | None = None
+) -> RunResult:
+    """Run one scenario in simulation and return its tables and summary."""
+    p = prepare(scn)
+    return run_prepared(p, progress=progress)
+
+
+def run_prepared(
+    p: Prepared, *, progress: Callable[[float, int, int], None] | None = None
+) -> RunResult:
+    cfg, ov, comm = engine_settings(p)
+    ex = SimExecutor(p.jobs, p.cluster, p.table, Controller(p.policy), config=cfg, overhead=ov,
+                     comm_factor=comm, work=p.policy.WORK, progress=progress)
+    t0 = time.perf_counter()
+    ex.run()
+    wall = time.perf_counter() - t0
+    jobs = job_table(ex.runs.values())
+    events = pd.DataFrame(ex.rec.events, columns=EVENT_COLUMNS)
+    timeline = pd.DataFrame(ex.rec.timeline, columns=TIMELINE_COLUMNS)
+    summary = summarise(jobs, timeline, p.cluster.num_gpus)
+    summary.update({
+        "policy": p.scenario.policy,
+        "preset": p.scenario.preset,
+        "cluster": p.cluster.name,
+        "num_gpus": p.cluster.num_gpus,
+        "gpu_type": p.table.gpu_type,
+        "slot_s": p.scenario.slot_s,
+        "instants": ex.instant,
+        "wall_s": wall,
+    })
+    return RunResult(p.scenario, jobs, events, timeline, summary)
+
+
+def write_run(result: RunResult, out_dir: str | Path) -> Path:
+    """Write the run's folder atomically: all files appear together, or none do."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "scenario.yaml").write_text(
+            yaml.safe_dump(result.scenario.resolved(), sort_keys=False))
+        result.jobs.to_csv(tmp / "jobs.csv", index=False)
+        result.events.to_csv(tmp / "events.csv", index=False)
+        result.timeline.to_csv(tmp / "timeline.csv", index=False)
+        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,22 @@
+"""The toy trace of POLICIES.md 11.1, shared by several tests."""
+
+from sim.model.cluster import ClusterSpec
+from sim.model.job import BEST_EFFORT_DEADLINE, JobSpec
+
+TOY_CSV = """job_id,submit_time,iteration,model_name,ddl,batch_size,num_gpu,duration,best_effort
+0,0,20000,resnet50,4000,128,1,5471,0
+1,100,20000,vgg16,6000,128,2,4103,0
+2,200,5000,bert,3000,128,1,1398,1
+"""
+
+TOY_JOBS = [
+    JobSpec(job_id="0", idx=0, submit_s=0, iterations=20000, model="resnet50", batch_size=128,
+            deadline_s=4000, num_gpu=1, duration_s=5471, trace_deadline_s=4000),
+    JobSpec(job_id="1", idx=1, submit_s=100, iterations=20000, model="vgg16", batch_size=128,
+            deadline_s=6000, num_gpu=2, duration_s=4103, trace_deadline_s=6000),
+    JobSpec(job_id="2", idx=2, submit_s=200, iterations=5000, model="bert", batch_size=128,
+            deadline_s=BEST_EFFORT_DEADLINE, num_gpu=1, duration_s=1398, best_effort=True,
+            trace_deadline_s=3000),
+]
+
+N1G8 = ClusterSpec(name="n1g8", num_switch=1, nodes_per_switch=1, gpus_per_node=8)
