@@ -12,6 +12,8 @@ Two knobs shape the semantics (see docs/semantics.md):
     (optionally delayed to the next multiple of ``slot_s``).
     ``"coalesce"``: the ElasticFlow artifact's slot-coalescing rule
     (POLICIES.md 1.4).
+    ``"rounds"``: fixed rounds ``t0, t0+S, ...`` from the first arrival (Themis,
+    Chronus); events wait for the next round boundary.
 ``completion``
     ``"exact"``: the executor finishes a job the moment its work is done.
     ``"declared"``: the job finishes at the end the policy declared (the
@@ -52,7 +54,7 @@ INF = math.inf
 class EngineConfig:
     """Executor semantics. The ``elasticflow-artifact`` preset fills these from the policy's traits."""
 
-    instants: str = "exact"  # "exact" | "coalesce"
+    instants: str = "exact"  # "exact" | "coalesce" | "rounds"
     completion: str = "exact"  # "exact" | "declared"
     slot_s: float = 0.0
     detect_done: bool = True  # declared mode: may an instant notice finished work early?
@@ -239,6 +241,10 @@ class SimExecutor:
         if not times:
             return None
         e1 = times[0]
+        if self.cfg.instants == "rounds":
+            # fixed rounds t, t+S, t+2S, ...: every event waits for the next boundary
+            S = self.cfg.slot_s
+            return now + max(1, math.ceil((e1 - now) / S - 1e-9)) * S
         if self.cfg.instants == "coalesce":
             S = self.cfg.slot_s
             if e1 - now <= S and len(times) >= 2:

@@ -31,9 +31,9 @@ class ArtifactTraits:
     """How the ElasticFlow artifact runs a policy (applied only under its preset).
 
     Attributes:
-        instants: ``"coalesce"`` (the slot-coalescing rule of POLICIES.md 1.4) or
-            ``"events"`` (every queued event is its own instant; the policy asks for
-            round wake-ups itself).
+        instants: ``"coalesce"`` (the slot-coalescing rule of POLICIES.md 1.4),
+            ``"rounds"`` (fixed rounds of the slot length from the first arrival), or
+            ``"exact"`` (every queued event is its own instant).
         overhead: who pays the synthetic restart overhead of POLICIES.md 1.6:
             ``"every-instant"`` (every job holding GPUs, at every instant, with the
             placement cache), ``"every-instant-uncached"``, ``"on-start"`` (jobs whose
