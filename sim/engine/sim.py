@@ -33,15 +33,15 @@ import simpy
 from sim.control import (
     Admit,
     Controller,
-    Decline,
     Declare,
+    Decline,
     Note,
     Resize,
     Start,
     Stop,
     Wake,
 )
-from sim.engine.overhead import ChargeContext, ChangeOverhead, OverheadModel
+from sim.engine.overhead import ChangeOverhead, ChargeContext, OverheadModel
 from sim.model.cluster import ClusterSpec
 from sim.model.job import JobSpec
 from sim.model.snapshot import JobStatus, JobView, Snapshot

@@ -8,14 +8,14 @@ a policy cannot reach around the Controller and change the world.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from sim.model.cluster import ClusterSpec
 from sim.model.job import JobSpec, TaskSpec
 from sim.model.throughput import ThroughputTable
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """Lifecycle of a job as seen by a policy.
 
     ``NEW``: arrived at this instant, not yet admitted or declined.

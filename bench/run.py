@@ -1,0 +1,105 @@
+"""Benchmarks: wall time and peak memory of `clustersim run` on bundled traces.
+
+Each case runs in a fresh subprocess (so peak RSS is per run) and prints one row.
+Usage::
+
+    python bench/run.py                 # the issue-2 cases (EDF on Fig. 10 and cluster04)
+    python bench/run.py --suite fig8b   # every policy on the Figure 8(b) traces
+    python bench/run.py --only cluster04
+
+Results are appended to bench/results/<suite>.csv (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FIG8B = {  # trace -> cluster (POLICIES.md 8: the Figure 8(b) sizes), slot 60, A100
+    "cluster01": "n64g8", "cluster02": "n64g8", "cluster03": "n64g8", "cluster05": "n64g8",
+    "cluster06": "n64g8", "cluster04": "n128g8", "cluster07": "n128g8", "cluster08": "n128g8",
+    "cluster09": "n128g8", "cluster10": "n32g8", "philly_103959": "n32g8",
+}
+
+SUITES: dict[str, list[dict]] = {
+    "core": [
+        {"name": "fig10-edf", "trace": "fig10_100jobs_1500lam", "cluster": "n16g8", "slot": 240,
+         "policy": "edf", "preset": "elasticflow-artifact"},
+        {"name": "cluster04-edf", "trace": "cluster04", "cluster": "n128g8", "slot": 60,
+         "policy": "edf", "preset": "elasticflow-artifact"},
+        {"name": "cluster04-edf-clean", "trace": "cluster04", "cluster": "n128g8", "slot": 60,
+         "policy": "edf", "preset": "clean"},
+    ],
+}
+
+
+def fig8b_suite(policies: list[str]) -> list[dict]:
+    return [{"name": f"{t}-{p}", "trace": t, "cluster": c, "slot": 60, "policy": p,
+             "preset": "elasticflow-artifact"} for t, c in FIG8B.items() for p in policies]
+
+
+def run_case(case: dict) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "sim.cli", "run", "--trace",
+               str(ROOT / "traces" / f"{case['trace']}.csv"), "--cluster", case["cluster"],
+               "--policy", case["policy"], "--slot", str(case["slot"]), "--preset",
+               case["preset"], "--out", str(Path(tmp) / "out"), "--quiet"]
+        t0 = time.perf_counter()
+        err_path = Path(tmp) / "stderr"
+        with err_path.open("w") as err:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)  # per-child rusage: its own peak RSS
+        wall = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        row = {**case, "wall_s": round(wall, 2), "peak_rss_MB": round(usage.ru_maxrss / 1024, 1),
+               "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "ok": code == 0}
+        stderr = err_path.read_text()
+        if code == 0:
+            s = json.loads((Path(tmp) / "out" / "summary.json").read_text())
+            row["ratio"] = s["deadline_satisfactory_ratio"]
+            row["sim_s"] = round(s["wall_s"], 2)
+        else:
+            row["error"] = stderr.strip().splitlines()[-1] if stderr.strip() else "?"
+        return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suite", default="core", choices=["core", "fig8b"])
+    ap.add_argument("--policies", default="edf,edf-accessctrl,ef-accessctrl,dlas-gpu,gandiva,themis")
+    ap.add_argument("--only", help="substring filter on case names")
+    args = ap.parse_args()
+    cases = SUITES["core"] if args.suite == "core" else fig8b_suite(args.policies.split(","))
+    if args.only:
+        cases = [c for c in cases if args.only in c["name"]]
+    out = ROOT / "bench" / "results" / f"{args.suite}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{'case':34s} {'wall s':>8s} {'peak MB':>8s} {'ratio':>7s}")
+    total = 0.0
+    for case in cases:
+        row = run_case(case)
+        total += row["wall_s"]
+        ratio = f"{row['ratio']:.4f}" if row.get("ratio") is not None else row.get("error", "-")
+        print(f"{case['name']:34s} {row['wall_s']:8.2f} {row['peak_rss_MB']:8.1f} {ratio:>7s}",
+              flush=True)
+        new = not out.exists()
+        with out.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+    print(f"total wall {total:.1f} s  (cpus: {os.cpu_count()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
