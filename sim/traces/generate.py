@@ -129,11 +129,19 @@ def generate_trace(
         InputError: an argument out of range (field = argument name) or a table that
             lacks a template or a rate the generator needs (field ``table``).
     """
-    _check(isinstance(num_jobs, int) and num_jobs >= 0, "num_jobs",
+    for name, value in (("lam", lam), ("best_effort_percentage", best_effort_percentage),
+                        ("min_ddl", min_ddl), ("max_ddl", max_ddl)):
+        _check(isinstance(value, int | float) and not isinstance(value, bool), name,
+               f"{name} must be a number, got {type(value).__name__} {value!r}")
+    _check(isinstance(num_jobs, int) and not isinstance(num_jobs, bool) and num_jobs >= 0,
+           "num_jobs",
            f"num_jobs must be a non-negative integer, got {num_jobs!r}")
+    _check(isinstance(seed, int) and not isinstance(seed, bool), "seed",
+           f"seed must be an integer, got {type(seed).__name__} {seed!r}")
     _check(math.isfinite(lam) and lam >= 0, "lam",
            f"lam (mean inter-arrival gap, s) must be >= 0, got {lam!r}")
-    _check(isinstance(max_scale_factor, int) and max_scale_factor >= 1, "max_scale_factor",
+    _check(isinstance(max_scale_factor, int) and not isinstance(max_scale_factor, bool)
+           and max_scale_factor >= 1, "max_scale_factor",
            f"max_scale_factor must be an integer >= 1, got {max_scale_factor!r}")
     _check(0.0 <= best_effort_percentage <= 1.0, "best_effort_percentage",
            f"best_effort_percentage is a fraction in [0, 1], got {best_effort_percentage!r}")
