@@ -1,0 +1,1 @@
+"""Pure data: jobs, tasks, clusters, throughput tables, snapshots, decisions, placement."""
