@@ -118,7 +118,7 @@ class Controller:
 
 def check_feasible(snap: Snapshot, d: Decision) -> None:
     """Raise :class:`InfeasibleDecision` if ``d`` cannot be applied to ``snap``."""
-    runnable = {j.job_id: j for j in snap.jobs}
+    runnable = {j.spec.job_id: j for j in snap.jobs}
     declined = set(d.decline)
     for jid in declined:
         job = runnable.get(jid)
@@ -126,21 +126,27 @@ def check_feasible(snap: Snapshot, d: Decision) -> None:
             raise InfeasibleDecision(f"declined job {jid!r} is not runnable")
         if job.status is not JobStatus.NEW:
             raise InfeasibleDecision(f"declined job {jid!r} was already admitted")
-    G = snap.cluster.num_gpus
-    owner: dict[int, str] = {}
-    for jid, gpus in d.alloc.items():
-        if jid not in runnable:
-            raise InfeasibleDecision(f"GPUs given to unknown or finished job {jid!r}")
-        if jid in declined:
-            raise InfeasibleDecision(f"GPUs given to declined job {jid!r}")
-        if len(set(gpus)) != len(gpus):
-            raise InfeasibleDecision(f"job {jid!r} lists a GPU twice: {gpus}")
-        for g in gpus:
-            if not 0 <= g < G:
-                raise InfeasibleDecision(f"job {jid!r} given GPU {g}, cluster has {G}")
-            other = owner.setdefault(g, jid)
-            if other != jid:
-                raise InfeasibleDecision(f"GPU {g} given to both {other!r} and {jid!r}")
+    alloc = d.alloc
+    unknown = alloc.keys() - runnable.keys()
+    if unknown:
+        raise InfeasibleDecision(f"GPUs given to unknown or finished job {min(unknown)!r}")
+    both = alloc.keys() & declined
+    if both:
+        raise InfeasibleDecision(f"GPUs given to declined job {min(both)!r}")
+    total = sum(len(g) for g in alloc.values())
+    used = set().union(*alloc.values()) if alloc else set()
+    if used and (min(used) < 0 or max(used) >= snap.cluster.num_gpus):
+        bad = min(used) if min(used) < 0 else max(used)
+        raise InfeasibleDecision(f"GPU {bad} given, cluster has {snap.cluster.num_gpus}")
+    if len(used) != total:  # slow path only to name the culprit
+        owner: dict[int, str] = {}
+        for jid, gpus in alloc.items():
+            if len(set(gpus)) != len(gpus):
+                raise InfeasibleDecision(f"job {jid!r} lists a GPU twice: {gpus}")
+            for g in gpus:
+                other = owner.setdefault(g, jid)
+                if other != jid:
+                    raise InfeasibleDecision(f"GPU {g} given to both {other!r} and {jid!r}")
     for jid in d.end_s:
         if jid not in runnable:
             raise InfeasibleDecision(f"end declared for unknown job {jid!r}")
@@ -158,13 +164,15 @@ def diff(snap: Snapshot, d: Decision) -> list[Action]:
     stops: list[Action] = []
     resizes: list[Action] = []
     starts: list[Action] = []
+    alloc = d.alloc
+    NEW = JobStatus.NEW
     for job in snap.jobs:
-        jid = job.job_id
+        jid = job.spec.job_id
         if jid in declined:
             continue
-        if job.status is JobStatus.NEW:
+        if job.status is NEW:
             actions.append(Admit(jid))
-        want = tuple(d.alloc.get(jid, ()))
+        want = alloc.get(jid, ())
         have = job.gpus
         if want == have:
             continue

@@ -50,6 +50,7 @@ class OverheadModel:
 
     extends_end: bool = False
     carry: bool = True  # unconsumed overhead carries into the next interval
+    needs_all: bool = False  # charge() must see every job holding GPUs, not just changed ones
 
     def charge(
         self, ctx: ChargeContext, changes: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
@@ -85,6 +86,7 @@ class ArtifactOverhead(OverheadModel):
     rule: str = "every-instant"
     extends_end: bool = False
     carry: bool = False
+    needs_all: bool = True
     _seen: set[frozenset[int]] = field(default_factory=set)
 
     def restart_round(self, ctx: ChargeContext) -> bool:

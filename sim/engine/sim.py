@@ -92,17 +92,17 @@ class JobRun:
     final_gpus: int = 0  # GPUs held when it finished
 
     def view(self) -> JobView:
-        st = {
-            "new": JobStatus.NEW,
-            "waiting": JobStatus.WAITING,
-            "running": JobStatus.RUNNING,
-            "paused": JobStatus.PAUSED,
-        }[self.status]
-        return JobView(
-            spec=self.spec, status=st, gpus=self.gpus, iter_left=self.iter_left,
-            executed_s=self.executed_s, gpu_s=self.gpu_s, start_s=self.start_s,
-            end_s=self.end_s, preemptions=self.preemptions, rescales=self.rescales,
-        )
+        return JobView(self.spec, _STATUS[self.status], self.gpus, self.iter_left,
+                       self.executed_s, self.gpu_s, self.start_s, self.end_s,
+                       self.preemptions, self.rescales)
+
+
+_STATUS = {
+    "new": JobStatus.NEW,
+    "waiting": JobStatus.WAITING,
+    "running": JobStatus.RUNNING,
+    "paused": JobStatus.PAUSED,
+}
 
 
 class Recorder:
@@ -360,7 +360,7 @@ class SimExecutor:
     # ---------------------------------------------------------- applying
     def _apply(self, now: float, actions: list) -> None:
         by_id = self.runs
-        old_gpus = {r.spec.job_id: r.gpus for r in self.active}
+        old_gpus: dict[str, tuple[int, ...]] = {}
         declared: dict[str, Declare] = {}
         for a in actions:
             if isinstance(a, Decline):
@@ -375,6 +375,7 @@ class SimExecutor:
                 self.rec.event(now, "admitted", a.job_id)
             elif isinstance(a, Stop):
                 r = by_id[a.job_id]
+                old_gpus[a.job_id] = r.gpus
                 r.gpus = ()
                 r.status = "paused"
                 r.preemptions += 1
@@ -382,6 +383,7 @@ class SimExecutor:
                 self.rec.event(now, "stopped", a.job_id)
             elif isinstance(a, Start | Resize):
                 r = by_id[a.job_id]
+                old_gpus[a.job_id] = r.gpus
                 if isinstance(a, Resize) and len(a.gpus) != len(r.gpus):
                     r.rescales += 1
                 if r.start_s is None:
@@ -401,28 +403,27 @@ class SimExecutor:
                 self.rec.event(now, "note", "", 0, a.text)
         if any(r.status == "declined" for r in self.active):
             self.active = [r for r in self.active if r.status != "declined"]
-        for r in self.active:
-            g = len(r.gpus)
-            r.rate = self.table.rate(r.spec.model, r.spec.batch_size, g) if g else 0.0
-            if g and self.comm_factor is not None:
-                r.factor = self.comm_factor(r.spec, r.gpus)
-                r.rate *= r.factor
-            r.iter_rate = r.rate
-            if self.work == "duration":
-                # duration-based jobs run one second of work per second
-                r.rate = 1.0 if g else 0.0
-        # overheads, charged in placement order (GPUs held, largest first)
-        changes = [(r.spec.job_id, old_gpus.get(r.spec.job_id, ()), r.gpus)
-                   for r in self.active if r.gpus]
+        changed = [by_id[a.job_id] for a in actions if isinstance(a, Start | Resize | Stop)]
+        for r in changed:
+            self._set_rate(r)
+        # overheads, charged in the executor's job order
+        if self.overhead.needs_all:
+            changes = [(r.spec.job_id, old_gpus.get(r.spec.job_id, r.gpus), r.gpus)
+                       for r in self.active if r.gpus]
+        else:
+            changes = [(r.spec.job_id, old_gpus.get(r.spec.job_id, ()), r.gpus)
+                       for r in changed if r.gpus]
         ctx = ChargeContext(instant=self.instant, slot_s=self.cfg.slot_s,
                             cluster_gpus=self.cluster.num_gpus)
-        charged = self.overhead.charge(ctx, changes)
+        charged = self.overhead.charge(ctx, changes) if changes else {}
+        carry = self.overhead.carry
         for jid, o in charged.items():
             r = by_id[jid]
-            r.overhead_s = (r.overhead_s if self.overhead.carry else 0.0) + o
+            r.overhead_s = (r.overhead_s if carry else 0.0) + o
             r.overhead_total_s += o
         # completion bookkeeping
         if self.cfg.completion == "declared":
+            extends = self.overhead.extends_end
             for r in self.active:
                 d = declared.get(r.spec.job_id)
                 if d is None:
@@ -430,17 +431,34 @@ class SimExecutor:
                     continue
                 r.end_s, r.event_s, r.real_end_s = d.end_s, d.event_s, d.real_end_s
                 o = charged.get(r.spec.job_id, 0.0)
-                if self.overhead.extends_end and o:
+                if extends and o:
                     r.end_s += o
                     r.event_s += o
         else:
-            for r in self.active:
+            # progress is linear between instants, so only jobs whose rate or
+            # overhead changed get a new predicted end
+            todo = {r.spec.job_id: r for r in changed}
+            for jid in charged:
+                todo[jid] = by_id[jid]
+            for r in todo.values():
+                if r.status == "done":
+                    continue
                 if r.gpus and r.rate > 0:
                     end = now + r.overhead_s + max(self._remaining(r), 0.0) / r.rate
-                    r.end_s = r.event_s = end
-                    r.real_end_s = end
+                    r.end_s = r.event_s = r.real_end_s = end
                 else:
                     r.end_s = r.event_s = r.real_end_s = None
+
+    def _set_rate(self, r: JobRun) -> None:
+        g = len(r.gpus)
+        rate = self.table.rate(r.spec.model, r.spec.batch_size, g) if g else 0.0
+        r.factor = 1.0
+        if g and self.comm_factor is not None:
+            r.factor = self.comm_factor(r.spec, r.gpus)
+            rate *= r.factor
+        r.iter_rate = rate
+        # duration-based jobs run one second of work per second
+        r.rate = (1.0 if g else 0.0) if self.work == "duration" else rate
 
     def _give_up(self, now: float) -> None:
         for r in self.active:

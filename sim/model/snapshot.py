@@ -8,6 +8,7 @@ a policy cannot reach around the Controller and change the world.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from enum import StrEnum
 
 from sim.model.cluster import ClusterSpec
@@ -30,8 +31,7 @@ class JobStatus(StrEnum):
     PAUSED = "paused"
 
 
-@dataclass(frozen=True, slots=True)
-class JobView:
+class JobView(NamedTuple):
     """A runnable job's state at the snapshot time.
 
     Attributes:

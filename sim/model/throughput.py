@@ -33,6 +33,13 @@ class ThroughputTable:
     columns: tuple[int, ...]
     rates: dict[tuple[str, int], tuple[float, ...]] = field(repr=False)
     source: str = ""
+    _flat: dict[tuple[str, int, int], float] = field(default_factory=dict, repr=False,
+                                                     compare=False)
+
+    def __post_init__(self) -> None:
+        for (m, b), row in self.rates.items():
+            for c, v in zip(self.columns, row):
+                self._flat[(m, b, c)] = 0.0 if math.isnan(v) else v
 
     # -- queries -------------------------------------------------------------
     def has(self, model: str, batch: int) -> bool:
@@ -46,14 +53,12 @@ class ThroughputTable:
 
     def rate(self, model: str, batch: int, gpus: int) -> float:
         """Iterations/s of the whole job on ``gpus`` GPUs (0.0 for 0 GPUs or a missing cell)."""
-        if gpus <= 0:
+        v = self._flat.get((model, batch, gpus))
+        if v is None:
+            if (model, batch) not in self.rates:
+                raise KeyError((model, batch))
             return 0.0
-        row = self.rates[(model, batch)]
-        try:
-            v = row[self.columns.index(gpus)]
-        except ValueError:
-            return 0.0
-        return 0.0 if math.isnan(v) else v
+        return v
 
     def levels(self, model: str, batch: int) -> tuple[int, ...]:
         """Allowed GPU counts (columns with a positive rate), ascending."""

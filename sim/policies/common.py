@@ -29,7 +29,7 @@ def sticky_place(
     cluster = snap.cluster
     if sum(want.values()) > cluster.num_gpus:
         raise ValueError(f"asked for {sum(want.values())} GPUs, cluster has {cluster.num_gpus}")
-    current = {j.job_id: j.gpus for j in snap.jobs}
+    current = {j.spec.job_id: j.gpus for j in snap.jobs}
     gpn = cluster.gpus_per_node
     out: dict[str, tuple[int, ...]] = {}
     need: dict[str, int] = {}
@@ -113,10 +113,12 @@ def _take(cluster: ClusterSpec, free_by_node: dict[int, list[int]], k: int,
 def predicted_ends(snap: Snapshot, alloc: dict[str, tuple[int, ...]]) -> dict[str, float]:
     """Exact finish times if every job kept ``alloc`` (iteration work, no overheads)."""
     out = {}
-    jobs = {j.job_id: j for j in snap.jobs}
-    for jid, gpus in alloc.items():
-        j = jobs[jid]
-        rate = snap.table.rate(j.spec.model, j.spec.batch_size, len(gpus))
-        if rate > 0:
-            out[jid] = snap.now_s + max(j.iter_left, 0.0) / rate
+    rate_of = snap.table.rate
+    now = snap.now_s
+    for j in snap.jobs:
+        gpus = alloc.get(j.spec.job_id)
+        if gpus:
+            rate = rate_of(j.spec.model, j.spec.batch_size, len(gpus))
+            if rate > 0:
+                out[j.spec.job_id] = now + max(j.iter_left, 0.0) / rate
     return out
