@@ -8,8 +8,8 @@ a policy cannot reach around the Controller and change the world.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from enum import StrEnum
+from typing import NamedTuple
 
 from sim.model.cluster import ClusterSpec
 from sim.model.job import JobSpec, TaskSpec
