@@ -38,6 +38,8 @@ class ChargeContext:
     instant: int  # scheduling instants counted so far (artifact's schedule_count)
     slot_s: float
     cluster_gpus: int
+    more_arrivals: bool = True  # trace jobs still to arrive after this instant
+    waiting: tuple[tuple[str, int], ...] = ()  # (job id, requested GPUs) of jobs without GPUs
 
 
 class OverheadModel:
@@ -50,6 +52,7 @@ class OverheadModel:
 
     extends_end: bool = False
     carry: bool = True  # unconsumed overhead carries into the next interval
+    keep_idle: bool = False  # a job without GPUs keeps its pending overhead until it runs
     needs_all: bool = False  # charge() must see every job holding GPUs, not just changed ones
 
     def charge(
@@ -89,6 +92,10 @@ class ArtifactOverhead(OverheadModel):
     needs_all: bool = True
     _seen: set[frozenset[int]] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        # Gandiva charges waiting jobs too; they pay when they next run
+        self.keep_idle = self.rule == "while-arrivals-uncached"
+
     def restart_round(self, ctx: ChargeContext) -> bool:
         s = int(ctx.slot_s)
         return s > 0 and ctx.instant > 0 and ctx.instant % s == 0
@@ -113,6 +120,18 @@ class ArtifactOverhead(OverheadModel):
             for jid, _old, new in changes:
                 out[jid] = artifact_overhead_s(len(new), restart=restart, cached=False,
                                                cluster_gpus=ctx.cluster_gpus)
+        elif self.rule == "while-arrivals-uncached":
+            # Gandiva (POLICIES.md 1.6, 6.3 step 5): while trace jobs remain to arrive,
+            # every job, running or waiting, gets overhead(g, restart) set for its next
+            # running interval. After the last arrival nothing new is charged, but a
+            # job that was waiting still owes what it was last given.
+            if ctx.more_arrivals:
+                for jid, _old, new in changes:
+                    out[jid] = artifact_overhead_s(len(new), restart=restart, cached=False,
+                                                   cluster_gpus=ctx.cluster_gpus)
+                for jid, g in ctx.waiting:
+                    out[jid] = artifact_overhead_s(g, restart=restart, cached=False,
+                                                   cluster_gpus=ctx.cluster_gpus)
         elif self.rule == "on-start":
             for jid, old, new in changes:
                 if not old or restart:

@@ -266,6 +266,7 @@ class SimExecutor:
             now_s=now, cluster=self.cluster, table=self.table,
             jobs=tuple(r.view() for r in self.active), finished=tuple(finished_here),
             instant=self.instant, slot_s=self.cfg.slot_s,
+            more_arrivals=self._next_arrival < len(self.pending_arrivals),
         )
         actions = self.controller.step(snap)
         self._apply(now, actions)
@@ -282,7 +283,7 @@ class SimExecutor:
         dt = now - r.last_s
         r.last_s = now
         if dt <= 0 or not r.gpus:
-            if not self.overhead.carry:
+            if not self.overhead.carry and not (self.overhead.keep_idle and not r.gpus):
                 r.overhead_s = 0.0
             return
         eff = dt - r.overhead_s
@@ -362,6 +363,9 @@ class SimExecutor:
         by_id = self.runs
         old_gpus: dict[str, tuple[int, ...]] = {}
         declared: dict[str, Declare] = {}
+        # A decision's wake-up replaces the previous one, like its declared ends (a
+        # policy that recomputes its next wake-up must not be woken by a stale one).
+        self.wakes = []
         for a in actions:
             if isinstance(a, Decline):
                 r = by_id[a.job_id]
@@ -413,9 +417,14 @@ class SimExecutor:
         else:
             changes = [(r.spec.job_id, old_gpus.get(r.spec.job_id, ()), r.gpus)
                        for r in changed if r.gpus]
+        waiting: tuple[tuple[str, int], ...] = ()
+        if self.overhead.keep_idle:
+            waiting = tuple((r.spec.job_id, r.spec.num_gpu) for r in self.active if not r.gpus)
         ctx = ChargeContext(instant=self.instant, slot_s=self.cfg.slot_s,
-                            cluster_gpus=self.cluster.num_gpus)
-        charged = self.overhead.charge(ctx, changes) if changes else {}
+                            cluster_gpus=self.cluster.num_gpus,
+                            more_arrivals=self._next_arrival < len(self.pending_arrivals),
+                            waiting=waiting)
+        charged = self.overhead.charge(ctx, changes) if changes or waiting else {}
         carry = self.overhead.carry
         for jid, o in charged.items():
             r = by_id[jid]

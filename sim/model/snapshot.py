@@ -106,6 +106,8 @@ class Snapshot:
         finished: ids of jobs that completed at this instant.
         instant: how many scheduling instants happened before this one (0-based).
         slot_s: the scheduling slot length (0 = none).
+        more_arrivals: trace jobs are still to arrive after this instant (a simulation
+            knows its trace; an executor that cannot tell says True).
         workers, tasks: CPU-task side (empty for GPU-job workloads).
     """
 
@@ -116,6 +118,7 @@ class Snapshot:
     finished: tuple[str, ...] = ()
     instant: int = 0
     slot_s: float = 0.0
+    more_arrivals: bool = True
     workers: tuple[WorkerView, ...] = ()
     tasks: tuple[TaskView, ...] = ()
     _free: frozenset[int] | None = field(default=None, repr=False, compare=False)

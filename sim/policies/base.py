@@ -36,7 +36,9 @@ class ArtifactTraits:
             ``"exact"`` (every queued event is its own instant).
         overhead: who pays the synthetic restart overhead of POLICIES.md 1.6:
             ``"every-instant"`` (every job holding GPUs, at every instant, with the
-            placement cache), ``"every-instant-uncached"``, ``"on-start"`` (jobs whose
+            placement cache), ``"every-instant-uncached"``, ``"while-arrivals-uncached"``
+            (Gandiva: every job, waiting ones too, while trace jobs remain to arrive; a
+            waiting job pays when it next runs), ``"on-start"`` (jobs whose
             GPU set changed from none), or ``"none"``.
         overhead_extends_end: whether a charged overhead is added to the job's
             declared end (EF/EDF do; Tiresias/Gandiva only lose progress).
