@@ -118,7 +118,7 @@ class Controller:
 
 def check_feasible(snap: Snapshot, d: Decision) -> None:
     """Raise :class:`InfeasibleDecision` if ``d`` cannot be applied to ``snap``."""
-    runnable = {j.spec.job_id: j for j in snap.jobs}
+    runnable = snap.index()
     declined = set(d.decline)
     for jid in declined:
         job = runnable.get(jid)
@@ -165,11 +165,24 @@ def diff(snap: Snapshot, d: Decision) -> list[Action]:
     resizes: list[Action] = []
     starts: list[Action] = []
     alloc = d.alloc
+    index = snap.index()
+    # Only jobs that are new, hold GPUs, or are given GPUs can change: visit just those.
+    new_ids = snap.new_ids()
+    seen = set(new_ids)
+    candidates = list(new_ids)
+    for jid in snap.holding_ids():
+        if jid not in seen:
+            seen.add(jid)
+            candidates.append(jid)
+    for jid in alloc:
+        if jid not in seen:
+            seen.add(jid)
+            candidates.append(jid)
     NEW = JobStatus.NEW
-    for job in snap.jobs:
-        jid = job.spec.job_id
+    for jid in candidates:
         if jid in declined:
             continue
+        job = index[jid]
         if job.status is NEW:
             actions.append(Admit(jid))
         want = alloc.get(jid, ())

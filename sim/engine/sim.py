@@ -62,6 +62,7 @@ class EngineConfig:
     idle_step_s: float = 10.0
     max_idle_steps: int = 1000
     horizon_s: float = INF
+    queued_ends_for_all: bool = False  # artifact: every runnable job has an end event queued
 
 
 @dataclass
@@ -166,12 +167,22 @@ class SimExecutor:
             self.runs[s.job_id] = r
         self.pending_arrivals = [self.runs[s.job_id] for s in jobs]  # sorted by submit
         self._next_arrival = 0
-        self.active: list[JobRun] = []  # runnable jobs, in the executor's stable order
+        # Per-instant work is kept proportional to the jobs that change: ``active`` and
+        # ``views`` keep the runnable jobs in arrival order, ``running`` those holding
+        # GPUs, ``events`` the pending completion times, and only the views of running
+        # or changed jobs are rebuilt at an instant.
+        self.active: dict[str, JobRun] = {}
+        self.running: dict[str, JobRun] = {}
+        self.views: dict[str, JobView] = {}
+        self.events: dict[str, float] = {}
+        self._dirty: set[str] = set()
+        self.allocated = 0
         self.wakes: list[float] = []  # heap
         self.instant = 0
         self.last_instant_s = 0.0
         self.done_count = 0
         self.total = len(jobs)
+        self._finished_now: list[str] = []
 
     # ------------------------------------------------------------------ public
     def run(self) -> None:
@@ -219,26 +230,32 @@ class SimExecutor:
 
     # --------------------------------------------------------- event queue
     def _event_times(self) -> list[float]:
-        """Distinct times of queued events (arrivals, completions, wake-ups), sorted."""
-        times: set[float] = set()
-        if self._next_arrival < len(self.pending_arrivals):
-            i = self._next_arrival
-            first = self.pending_arrivals[i].spec.submit_s
+        """Distinct times of queued events (arrivals, completions, wake-ups), sorted.
+
+        Only the earliest time and whether a second one exists matter to the
+        instant rules, but the set is small, so it is built in full.
+        """
+        times: set[float] = set(self.events.values())
+        arr = self.pending_arrivals
+        i = self._next_arrival
+        if i < len(arr):
+            first = arr[i].spec.submit_s
             times.add(float(first))
             # the next distinct arrival time, if any (enough for the >= 2 test)
-            while i < len(self.pending_arrivals) and self.pending_arrivals[i].spec.submit_s == first:
+            while i < len(arr) and arr[i].spec.submit_s == first:
                 i += 1
-            if i < len(self.pending_arrivals):
-                times.add(float(self.pending_arrivals[i].spec.submit_s))
-        for r in self.active:
-            if r.event_s is not None:
-                times.add(r.event_s)
+            if i < len(arr):
+                times.add(float(arr[i].spec.submit_s))
         times.update(self.wakes)
+        if self.cfg.queued_ends_for_all and len(self.running) < len(self.active):
+            # the artifact queues an end event for every runnable job; jobs without
+            # GPUs end after every running one, so they only add "a later event"
+            times.add(INF)
         return sorted(times)
 
     def _next_instant(self, now: float) -> float | None:
         times = self._event_times()
-        if not times:
+        if not times or times[0] == INF:
             return None
         e1 = times[0]
         if self.cfg.instants == "rounds":
@@ -259,32 +276,39 @@ class SimExecutor:
         self._advance_all(now)
         self._complete_due(now)
         self._admit_arrivals(now)
-        self.wakes = [w for w in self.wakes if w > now]
-        heapq.heapify(self.wakes)
-        finished_here = self._finished_now
+        if self.wakes and self.wakes[0] <= now:
+            self.wakes = [w for w in self.wakes if w > now]
+            heapq.heapify(self.wakes)
+        views = self.views
+        for jid in self._dirty:
+            r = self.active.get(jid)
+            if r is not None:
+                views[jid] = r.view()
+        self._dirty = set()
+        for jid, r in self.running.items():
+            views[jid] = r.view()
         snap = Snapshot(
             now_s=now, cluster=self.cluster, table=self.table,
-            jobs=tuple(r.view() for r in self.active), finished=tuple(finished_here),
+            jobs=tuple(views.values()), finished=tuple(self._finished_now),
             instant=self.instant, slot_s=self.cfg.slot_s,
             more_arrivals=self._next_arrival < len(self.pending_arrivals),
+            by_id=dict(views), holding=tuple(self.running),
+            new=tuple(self._new_now),
         )
         actions = self.controller.step(snap)
         self._apply(now, actions)
         self.instant += 1
         self.last_instant_s = now
-        alloc = sum(len(r.gpus) for r in self.active)
-        running = sum(1 for r in self.active if r.gpus)
-        self.rec.sample(now, alloc, running, len(self.active) - running)
+        running = len(self.running)
+        self.rec.sample(now, self.allocated, running, len(self.active) - running)
         if self.progress is not None:
             self.progress(now, self.done_count, self.total)
 
     def _advance(self, r: JobRun, now: float) -> None:
-        """Progress ``r`` from ``r.last_s`` to ``now`` at its current rate."""
+        """Progress a running job from ``r.last_s`` to ``now`` at its current rate."""
         dt = now - r.last_s
         r.last_s = now
-        if dt <= 0 or not r.gpus:
-            if not self.overhead.carry and not (self.overhead.keep_idle and not r.gpus):
-                r.overhead_s = 0.0
+        if dt <= 0:
             return
         eff = dt - r.overhead_s
         if eff < 0:
@@ -309,6 +333,7 @@ class SimExecutor:
             r.end_s = end
             r.real_end_s = end
             r.event_s = now
+            self.events[r.spec.job_id] = now
 
     def _remaining(self, r: JobRun) -> float:
         if self.work == "iterations":
@@ -316,18 +341,17 @@ class SimExecutor:
         return r.spec.duration_s - r.executed_s
 
     def _advance_all(self, now: float) -> None:
-        for r in self.active:
+        for r in self.running.values():
             self._advance(r, now)
 
     def _complete_due(self, now: float) -> None:
-        self._finished_now: list[str] = []
-        keep: list[JobRun] = []
-        for r in self.active:
-            if r.event_s is not None and r.event_s <= now + 1e-9:
-                self._finish(r, now)
-            else:
-                keep.append(r)
-        self.active = keep
+        self._finished_now = []
+        due = [jid for jid, t in self.events.items() if t <= now + 1e-9]
+        if not due:
+            return
+        due.sort(key=lambda jid: self.runs[jid].spec.idx)
+        for jid in due:
+            self._finish(self.runs[jid], now)
 
     def _finish(self, r: JobRun, now: float) -> None:
         if self.cfg.completion == "declared" and r.end_s is not None:
@@ -342,33 +366,49 @@ class SimExecutor:
         r.final_gpus = len(r.gpus)
         self.rec.event(now, "finished", r.spec.job_id, len(r.gpus), f"end={end:g}")
         r.history.append((end, 0))
+        self._remove(r)
         r.status = "done"
         r.gpus = ()
         r.event_s = None
         self.done_count += 1
         self._finished_now.append(r.spec.job_id)
 
+    def _remove(self, r: JobRun) -> None:
+        jid = r.spec.job_id
+        self.active.pop(jid, None)
+        self.views.pop(jid, None)
+        self.events.pop(jid, None)
+        if self.running.pop(jid, None) is not None:
+            self.allocated -= len(r.gpus)
+
     def _admit_arrivals(self, now: float) -> None:
         arr = self.pending_arrivals
+        self._new_now: list[str] = []
         while self._next_arrival < len(arr) and arr[self._next_arrival].spec.submit_s <= now + 1e-9:
             r = arr[self._next_arrival]
             self._next_arrival += 1
             r.status = "new"
             r.last_s = now
-            self.active.append(r)
-            self.rec.event(now, "arrived", r.spec.job_id)
+            jid = r.spec.job_id
+            self.active[jid] = r
+            self._dirty.add(jid)
+            self._new_now.append(jid)
+            self.rec.event(now, "arrived", jid)
 
     # ---------------------------------------------------------- applying
     def _apply(self, now: float, actions: list) -> None:
         by_id = self.runs
         old_gpus: dict[str, tuple[int, ...]] = {}
         declared: dict[str, Declare] = {}
+        changed: list[JobRun] = []
+        dirty = self._dirty
         # A decision's wake-up replaces the previous one, like its declared ends (a
         # policy that recomputes its next wake-up must not be woken by a stale one).
         self.wakes = []
         for a in actions:
             if isinstance(a, Decline):
                 r = by_id[a.job_id]
+                self._remove(r)
                 r.status = "declined"
                 r.met = False
                 r.finish_s = None
@@ -376,14 +416,21 @@ class SimExecutor:
                 self.rec.event(now, "declined", a.job_id)
             elif isinstance(a, Admit):
                 by_id[a.job_id].status = "waiting"
+                dirty.add(a.job_id)
                 self.rec.event(now, "admitted", a.job_id)
             elif isinstance(a, Stop):
                 r = by_id[a.job_id]
                 old_gpus[a.job_id] = r.gpus
+                self.allocated -= len(r.gpus)
+                self.running.pop(a.job_id, None)
                 r.gpus = ()
                 r.status = "paused"
                 r.preemptions += 1
+                if not self.overhead.carry and not self.overhead.keep_idle:
+                    r.overhead_s = 0.0
                 r.history.append((now, 0))
+                changed.append(r)
+                dirty.add(a.job_id)
                 self.rec.event(now, "stopped", a.job_id)
             elif isinstance(a, Start | Resize):
                 r = by_id[a.job_id]
@@ -394,9 +441,15 @@ class SimExecutor:
                     r.start_s = now
                 kind = "resized" if isinstance(a, Resize) else (
                     "started" if r.status in ("waiting", "new") else "resumed")
+                self.allocated += len(a.gpus) - len(r.gpus)
+                if not r.gpus:
+                    r.last_s = now
                 r.gpus = a.gpus
                 r.status = "running"
+                self.running[a.job_id] = r
                 r.history.append((now, len(a.gpus)))
+                changed.append(r)
+                dirty.add(a.job_id)
                 self.rec.event(now, kind, a.job_id, len(a.gpus))
             elif isinstance(a, Declare):
                 declared[a.job_id] = a
@@ -405,21 +458,19 @@ class SimExecutor:
                     heapq.heappush(self.wakes, a.at_s)
             elif isinstance(a, Note):
                 self.rec.event(now, "note", "", 0, a.text)
-        if any(r.status == "declined" for r in self.active):
-            self.active = [r for r in self.active if r.status != "declined"]
-        changed = [by_id[a.job_id] for a in actions if isinstance(a, Start | Resize | Stop)]
         for r in changed:
             self._set_rate(r)
         # overheads, charged in the executor's job order
         if self.overhead.needs_all:
-            changes = [(r.spec.job_id, old_gpus.get(r.spec.job_id, r.gpus), r.gpus)
-                       for r in self.active if r.gpus]
+            changes = [(jid, old_gpus.get(jid, r.gpus), r.gpus)
+                       for jid, r in self.running.items()]
         else:
             changes = [(r.spec.job_id, old_gpus.get(r.spec.job_id, ()), r.gpus)
                        for r in changed if r.gpus]
         waiting: tuple[tuple[str, int], ...] = ()
         if self.overhead.keep_idle:
-            waiting = tuple((r.spec.job_id, r.spec.num_gpu) for r in self.active if not r.gpus)
+            waiting = tuple((jid, r.spec.num_gpu) for jid, r in self.active.items()
+                            if not r.gpus)
         ctx = ChargeContext(instant=self.instant, slot_s=self.cfg.slot_s,
                             cluster_gpus=self.cluster.num_gpus,
                             more_arrivals=self._next_arrival < len(self.pending_arrivals),
@@ -430,33 +481,46 @@ class SimExecutor:
             r = by_id[jid]
             r.overhead_s = (r.overhead_s if carry else 0.0) + o
             r.overhead_total_s += o
+        events = self.events
         # completion bookkeeping
         if self.cfg.completion == "declared":
-            extends = self.overhead.extends_end
-            for r in self.active:
-                d = declared.get(r.spec.job_id)
-                if d is None:
+            # the latest decision's declarations replace all earlier ones
+            for jid in list(events):
+                if jid not in declared:
+                    r = by_id[jid]
                     r.end_s = r.event_s = r.real_end_s = None
-                    continue
+                    del events[jid]
+                    dirty.add(jid)
+            extends = self.overhead.extends_end
+            for jid, d in declared.items():
+                r = by_id[jid]
                 r.end_s, r.event_s, r.real_end_s = d.end_s, d.event_s, d.real_end_s
-                o = charged.get(r.spec.job_id, 0.0)
+                o = charged.get(jid, 0.0)
                 if extends and o:
                     r.end_s += o
                     r.event_s += o
+                if r.event_s is not None and r.event_s < INF:
+                    events[jid] = r.event_s
+                else:
+                    events.pop(jid, None)
+                dirty.add(jid)
         else:
             # progress is linear between instants, so only jobs whose rate or
             # overhead changed get a new predicted end
             todo = {r.spec.job_id: r for r in changed}
             for jid in charged:
                 todo[jid] = by_id[jid]
-            for r in todo.values():
-                if r.status == "done":
+            for jid, r in todo.items():
+                if r.status not in ("running", "paused"):
                     continue
                 if r.gpus and r.rate > 0:
                     end = now + r.overhead_s + max(self._remaining(r), 0.0) / r.rate
                     r.end_s = r.event_s = r.real_end_s = end
+                    events[jid] = end
                 else:
                     r.end_s = r.event_s = r.real_end_s = None
+                    events.pop(jid, None)
+                dirty.add(jid)
 
     def _set_rate(self, r: JobRun) -> None:
         g = len(r.gpus)
@@ -470,8 +534,8 @@ class SimExecutor:
         r.rate = (1.0 if g else 0.0) if self.work == "duration" else rate
 
     def _give_up(self, now: float) -> None:
-        for r in self.active:
+        for r in list(self.active.values()):
+            self._remove(r)
             r.status = "unfinished"
             r.met = None if r.spec.best_effort else False
             self.rec.event(now, "unfinished", r.spec.job_id)
-        self.active = []

@@ -121,11 +121,38 @@ class Snapshot:
     more_arrivals: bool = True
     workers: tuple[WorkerView, ...] = ()
     tasks: tuple[TaskView, ...] = ()
+    # indexes an executor may supply so that consumers need not scan every job
+    by_id: dict[str, JobView] | None = field(default=None, repr=False, compare=False)
+    holding: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    new: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
     _free: frozenset[int] | None = field(default=None, repr=False, compare=False)
+
+    def index(self) -> dict[str, JobView]:
+        """Job id -> view of every runnable job."""
+        if self.by_id is None:
+            object.__setattr__(self, "by_id", {j.spec.job_id: j for j in self.jobs})
+        assert self.by_id is not None
+        return self.by_id
+
+    def holding_ids(self) -> tuple[str, ...]:
+        """Ids of jobs holding GPUs, in job order."""
+        if self.holding is None:
+            object.__setattr__(self, "holding", tuple(j.spec.job_id for j in self.jobs if j.gpus))
+        assert self.holding is not None
+        return self.holding
+
+    def new_ids(self) -> tuple[str, ...]:
+        """Ids of jobs that arrived at this instant (NEW), in job order."""
+        if self.new is None:
+            object.__setattr__(self, "new", tuple(j.spec.job_id for j in self.jobs
+                                                  if j.status is JobStatus.NEW))
+        assert self.new is not None
+        return self.new
 
     @property
     def arrivals(self) -> tuple[JobView, ...]:
-        return tuple(j for j in self.jobs if j.status is JobStatus.NEW)
+        idx = self.index()
+        return tuple(idx[j] for j in self.new_ids())
 
     def busy_gpus(self) -> frozenset[int]:
         return frozenset(g for j in self.jobs for g in j.gpus)
@@ -136,7 +163,4 @@ class Snapshot:
         return frozenset(range(self.cluster.num_gpus)) - self.busy_gpus()
 
     def job(self, job_id: str) -> JobView:
-        for j in self.jobs:
-            if j.job_id == job_id:
-                return j
-        raise KeyError(job_id)
+        return self.index()[job_id]

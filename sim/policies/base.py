@@ -47,6 +47,9 @@ class ArtifactTraits:
             end the policy declared (Tiresias, Themis).
         judge: ``"end"`` (deadline judged on the logged end) or ``"real_end"``
             (on the policy's exact finish estimate; ef-accessctrl).
+        queued_ends_for_all: the artifact keeps an end event queued for every
+            runnable job, running or not (EF, EDF); it matters to the coalescing
+            rule's "at least two queued events" test.
         idle_step_s: when nothing is queued but jobs remain, advance by this much.
     """
 
@@ -55,6 +58,7 @@ class ArtifactTraits:
     overhead_extends_end: bool = False
     detect_done: bool = True
     judge: str = "end"
+    queued_ends_for_all: bool = False
     idle_step_s: float = 10.0
 
 
