@@ -34,3 +34,20 @@ def test_unknown_parameter_is_an_input_error():
 def test_parameter_type_checked():
     p = registry.create("fifo", {"backfill": "true"})
     assert p.params.backfill is True
+
+
+def test_third_party_policy_via_entry_point(monkeypatch):
+    """A package that declares a `clustersim.policies` entry point is registered on load."""
+    from types import SimpleNamespace
+
+    class ThirdParty(Policy):
+        NAME = "third-party-test"
+        SUMMARY = "test"
+
+    fake = SimpleNamespace(load=lambda: ThirdParty)
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [fake] if group == registry.ENTRY_POINT_GROUP else [])
+    assert "third-party-test" in registry.names()
+    assert registry.get("third-party-test") is ThirdParty
+    registry._REGISTRY.pop("third-party-test")

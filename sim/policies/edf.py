@@ -51,8 +51,10 @@ class _EdfBase(Policy):
     Paper: EDF is the classic real-time policy (Liu & Layland, JACM 1973); ElasticFlow
     (Gu et al., ASPLOS'23) uses it as a baseline.
 
-    Deviations from the artifact in clean mode (``preset: clean``): the plan update is the
-    correct one (the artifact's overwrite can leak GPUs in the plan, POLICIES.md 3.2);
+    Deviations from the artifact in clean mode (``preset: clean``): an arrival is declined
+    only if it would make a job miss its deadline that would meet it without the arrival
+    (the artifact declines every arrival while any admitted job is already late); the
+    plan update is the correct one (the artifact's overwrite can leak GPUs in the plan, POLICIES.md 3.2);
     placement keeps jobs on their GPUs when their count does not change (sticky) instead
     of re-placing everything buddy-style at every instant.
     In both modes ties in deadline are broken by ``(submit_s, idx)``; the artifact breaks
@@ -179,11 +181,20 @@ class EdfAccessCtrl(_EdfBase):
     def decide(self, snap: Snapshot) -> Decision:
         self._sync(snap)
         declined: list[str] = []
-        for a in snap.arrivals:  # one arrival at a time, in event order (POLICIES.md 3.4)
+        late: set[str] = set()
+        arrivals = snap.arrivals
+        if arrivals and not self.artifact:
+            # clean: an arrival is refused only for the harm it does; jobs already
+            # late without it do not make every later arrival fail
+            base, _ = self._plan(snap, self._queue, stop_when_full=False)
+            late = {jid for jid, r in base.items() if not r.feasible}
+        for a in arrivals:  # one arrival at a time, in event order (POLICIES.md 3.4)
             key = (a.spec.deadline_s, a.spec.submit_s, a.spec.idx, a.job_id)
             trial = list(self._queue)
             insort(trial, key)
-            _, ok = self._plan(snap, trial, stop_when_full=False)
+            res, ok = self._plan(snap, trial, stop_when_full=False)
+            if not ok and late:
+                ok = all(r.feasible for jid, r in res.items() if jid not in late)
             if ok:
                 self._add(a)
             else:
