@@ -82,6 +82,19 @@ def prepare(scn: Scenario) -> Prepared:
     return Prepared(scn, jobs, cluster, table, policy)
 
 
+#: A checkpoint holds the weights plus two Adam moments: three times the gradient size.
+CHECKPOINT_FACTOR = 3.0
+
+
+def _checkpoint_MB(p: Prepared) -> Callable[[JobSpec], float] | None:
+    if p.scenario.preset == "elasticflow-artifact" or p.scenario.comm == "none":
+        return None
+    from sim.engine.network import load_model_sizes
+
+    sizes = load_model_sizes()
+    return lambda spec: CHECKPOINT_FACTOR * sizes.get(spec.model, 100.0)
+
+
 def engine_settings(p: Prepared) -> tuple[EngineConfig, OverheadModel, Any]:
     """The preset as engine knobs: (config, overhead model, communication factor)."""
     scn = p.scenario
@@ -137,7 +150,8 @@ def run_prepared(
 ) -> RunResult:
     cfg, ov, comm = engine_settings(p)
     ex = SimExecutor(p.jobs, p.cluster, p.table, Controller(p.policy), config=cfg, overhead=ov,
-                     comm_factor=comm, work=p.policy.WORK, progress=progress)
+                     comm_factor=comm, work=p.policy.WORK, progress=progress,
+                     checkpoint_MB=_checkpoint_MB(p))
     t0 = time.perf_counter()
     ex.run()
     wall = time.perf_counter() - t0

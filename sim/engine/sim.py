@@ -63,6 +63,7 @@ class EngineConfig:
     max_idle_steps: int = 1000
     horizon_s: float = INF
     queued_ends_for_all: bool = False  # artifact: every runnable job has an end event queued
+    checkpoint_factor: float = 0.0  # checkpoint size = factor x gradient size; 0 = no transfers
 
 
 @dataclass
@@ -91,6 +92,9 @@ class JobRun:
     met: bool | None = None
     history: list[tuple[float, int]] = field(default_factory=list)  # (time, num GPUs)
     final_gpus: int = 0  # GPUs held when it finished
+    ckpt_nodes: frozenset[int] = frozenset()  # nodes holding its latest checkpoint
+    transfers: int = 0  # checkpoint transfers it waits for (no progress meanwhile)
+    xfer_gen: int = 0  # invalidates transfers of an earlier allocation
 
     def view(self) -> JobView:
         return JobView(self.spec, _STATUS[self.status], self.gpus, self.iter_left,
@@ -150,6 +154,7 @@ class SimExecutor:
         comm_factor: Callable[[JobSpec, tuple[int, ...]], float] | None = None,
         work: str = "iterations",
         progress: Callable[[float, int, int], None] | None = None,
+        checkpoint_MB: Callable[[JobSpec], float] | None = None,
     ) -> None:
         self.cluster = cluster
         self.table = table
@@ -161,6 +166,15 @@ class SimExecutor:
         self.progress = progress
         self.env = simpy.Environment()
         self.rec = Recorder()
+        # Checkpoints move over the modelled network when a job migrates or resumes on
+        # other nodes; the job makes no progress until its checkpoint has arrived.
+        self.checkpoint_MB = checkpoint_MB
+        self.network = None
+        if checkpoint_MB is not None:
+            from sim.engine.network import Network
+
+            self.network = Network(self.env, cluster)
+        self._poke: simpy.Event | None = None
         self.runs: dict[str, JobRun] = {}
         for s in jobs:
             r = JobRun(spec=s, iter_left=float(s.iterations))
@@ -222,7 +236,18 @@ class SimExecutor:
             if nxt > self.cfg.horizon_s:
                 self._give_up(now)
                 return
-            yield self.env.timeout(max(nxt - now, 0.0))
+            if self.network is None:
+                yield self.env.timeout(max(nxt - now, 0.0))
+                continue
+            # A finished checkpoint transfer can bring a completion forward: wake up,
+            # recompute the next instant, and wait again.
+            while True:
+                self._poke = self.env.event()
+                wait = self.env.timeout(max(nxt - self.env.now, 0.0))
+                yield self.env.any_of([wait, self._poke])
+                if wait.processed or self.env.now >= nxt:
+                    break
+                nxt = self._next_instant(self.env.now) or nxt
 
     def _align(self, t: float) -> float:
         s = self.cfg.slot_s
@@ -309,6 +334,9 @@ class SimExecutor:
         dt = now - r.last_s
         r.last_s = now
         if dt <= 0:
+            return
+        if r.transfers:
+            r.overhead_s = max(r.overhead_s - dt, 0.0)  # restart work overlaps the copy
             return
         eff = dt - r.overhead_s
         if eff < 0:
@@ -460,6 +488,8 @@ class SimExecutor:
                 self.rec.event(now, "note", "", 0, a.text)
         for r in changed:
             self._set_rate(r)
+            if self.network is not None:
+                self._move_checkpoint(r, now)
         # overheads, charged in the executor's job order
         if self.overhead.needs_all:
             changes = [(jid, old_gpus.get(jid, r.gpus), r.gpus)
@@ -513,7 +543,10 @@ class SimExecutor:
             for jid, r in todo.items():
                 if r.status not in ("running", "paused"):
                     continue
-                if r.gpus and r.rate > 0:
+                if r.transfers:
+                    r.end_s = r.event_s = r.real_end_s = None
+                    events.pop(jid, None)
+                elif r.gpus and r.rate > 0:
                     end = now + r.overhead_s + max(self._remaining(r), 0.0) / r.rate
                     r.end_s = r.event_s = r.real_end_s = end
                     events[jid] = end
@@ -521,6 +554,47 @@ class SimExecutor:
                     r.end_s = r.event_s = r.real_end_s = None
                     events.pop(jid, None)
                 dirty.add(jid)
+
+    def _move_checkpoint(self, r: JobRun, now: float) -> None:
+        """Copy ``r``'s checkpoint to the nodes it now runs on that do not hold it."""
+        r.xfer_gen += 1
+        r.transfers = 0
+        gpn = self.cluster.gpus_per_node
+        nodes = frozenset(g // gpn for g in r.gpus)
+        if not nodes:
+            return  # stopped: the checkpoint stays where it was written
+        src_nodes = r.ckpt_nodes
+        r.ckpt_nodes = nodes
+        missing = sorted(nodes - src_nodes)
+        if not src_nodes or not missing:
+            return
+        assert self.network is not None and self.checkpoint_MB is not None
+        size = self.checkpoint_MB(r.spec)
+        src = min(src_nodes)
+        gen = r.xfer_gen
+        for dst in missing:
+            ev = self.network.transfer(src, dst, size, label=f"ckpt:{r.spec.job_id}")
+            r.transfers += 1
+            ev.callbacks.append(lambda e, r=r, gen=gen, dst=dst: self._ckpt_arrived(r, gen, e))
+        self.rec.event(now, "checkpoint", r.spec.job_id, len(r.gpus),
+                       f"{size:g} MB from node {src} to {missing}")
+
+    def _ckpt_arrived(self, r: JobRun, gen: int, ev: simpy.Event) -> None:
+        if gen != r.xfer_gen or r.status != "running":
+            return
+        now = self.env.now
+        self._advance(r, now)
+        r.transfers -= 1
+        if r.transfers:
+            return
+        self.rec.event(now, "checkpoint_arrived", r.spec.job_id, len(r.gpus))
+        if r.rate > 0:
+            end = now + r.overhead_s + max(self._remaining(r), 0.0) / r.rate
+            r.end_s = r.event_s = r.real_end_s = end
+            self.events[r.spec.job_id] = end
+            self._dirty.add(r.spec.job_id)
+        if self._poke is not None and not self._poke.triggered:
+            self._poke.succeed()
 
     def _set_rate(self, r: JobRun) -> None:
         g = len(r.gpus)
