@@ -14,16 +14,14 @@ from sim.runner import Prepared, run_prepared
 from sim.scenario import Scenario
 from sim.traces import read_trace
 from tests.toy import N1G8, TOY_JOBS
+from tests.toy import run as run_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 A100 = bundled_table("A100")
 
 
-def run(policy, jobs, cluster, slot, preset="elasticflow-artifact"):
-    scn = Scenario(trace="<test>", cluster=cluster.name, policy=policy, slot_s=slot,
-                   preset=preset)
-    return run_prepared(Prepared(scn, jobs, cluster, A100,
-                                 registry.create(policy, artifact=preset != "clean")))
+def run(policy, jobs, cluster, slot):
+    return run_policy(policy, jobs, cluster, slot_s=slot)
 
 
 @pytest.mark.parametrize("policy, rows", [

@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from sim import registry
 from sim.model.cluster import ClusterSpec
 from sim.model.job import JobSpec
 from sim.model.snapshot import JobStatus, JobView, Snapshot
-from sim.model.throughput import bundled_table
 from sim.policies.gandiva import Gandiva
-from sim.runner import Prepared, RunResult, run_prepared
-from sim.scenario import Scenario
-from tests.toy import N1G8, TOY_JOBS
-
-FIG10 = Path(__file__).resolve().parents[1] / "traces" / "fig10_100jobs_1500lam.csv"
-N16G8 = ClusterSpec(name="n16g8", num_switch=1, nodes_per_switch=16, gpus_per_node=8)
-TABLE = bundled_table("A100")
-
-
-def run(name: str, jobs: list[JobSpec], cluster: ClusterSpec, *, artifact: bool = True,
-        slot_s: float = 240) -> RunResult:
-    preset = "elasticflow-artifact" if artifact else "clean"
-    scn = Scenario(name="t", trace="-", policy=name, slot_s=slot_s, preset=preset, comm="none")
-    policy = registry.create(name, None, artifact=artifact)
-    return run_prepared(Prepared(scn, jobs, cluster, TABLE, policy))
-
-
-def rows(res: RunResult) -> list[tuple[int, float, float]]:
-    return [(int(r.gpus_at_end), float(r.start_s), float(r.end_s))
-            for r in res.jobs.itertuples()]
-
-
-def fig10_jobs() -> list[JobSpec]:
-    from sim.traces import read_trace
-
-    return read_trace(FIG10, table=TABLE, cluster=N16G8)
+from tests.toy import N1G8, N16G8, TABLE, TOY_JOBS, fig10_jobs, rows, run
 
 
 # --------------------------------------------------------------------- parity

@@ -20,3 +20,37 @@ TOY_JOBS = [
 ]
 
 N1G8 = ClusterSpec(name="n1g8", num_switch=1, nodes_per_switch=1, gpus_per_node=8)
+
+# --- helpers shared by the policy tests -------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from sim import registry  # noqa: E402
+from sim.model.throughput import bundled_table  # noqa: E402
+from sim.runner import Prepared, RunResult, run_prepared  # noqa: E402
+from sim.scenario import Scenario  # noqa: E402
+
+FIG10 = Path(__file__).resolve().parents[1] / "traces" / "fig10_100jobs_1500lam.csv"
+N16G8 = ClusterSpec(name="n16g8", num_switch=1, nodes_per_switch=16, gpus_per_node=8)
+TABLE = bundled_table("A100")
+
+
+def run(name: str, jobs: list[JobSpec], cluster: ClusterSpec, *, artifact: bool = True,
+        slot_s: float = 240, params: dict | None = None) -> RunResult:
+    """Run policy ``name`` on ``jobs`` (artifact preset by default, no comm slowdown)."""
+    preset = "elasticflow-artifact" if artifact else "clean"
+    scn = Scenario(name="t", trace="-", policy=name, slot_s=slot_s, preset=preset, comm="none",
+                   params=dict(params or {}))
+    policy = registry.create(name, params, artifact=artifact)
+    return run_prepared(Prepared(scn, jobs, cluster, TABLE, policy))
+
+
+def rows(res: RunResult) -> list[tuple[int, float, float]]:
+    """(GPUs at completion, start, end) per job, in trace order."""
+    return [(int(r.gpus_at_end), float(r.start_s), float(r.end_s))
+            for r in res.jobs.itertuples()]
+
+
+def fig10_jobs() -> list[JobSpec]:
+    from sim.traces import read_trace
+
+    return read_trace(FIG10, table=TABLE, cluster=N16G8)
