@@ -44,11 +44,7 @@ def _load() -> None:
     from sim.policies import BUILTIN
 
     for mod in BUILTIN:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a policy module still being written
-            if e.name != mod:
-                raise
+        importlib.import_module(mod)
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         register(ep.load())

@@ -113,11 +113,9 @@ def engine_settings(p: Prepared) -> tuple[EngineConfig, OverheadModel, Any]:
     return cfg, ChangeOverhead(), comm
 
 
-def _comm_factor(p: Prepared) -> Callable[[JobSpec, tuple[int, ...]], float] | None:
-    try:
-        from sim.engine.network import AllReduceComm, load_model_sizes
-    except ImportError:  # network model not available
-        return None
+def _comm_factor(p: Prepared) -> Callable[[JobSpec, tuple[int, ...]], float]:
+    from sim.engine.network import AllReduceComm, load_model_sizes
+
     model = AllReduceComm(load_model_sizes(), default_MB=100.0)
     cluster, table = p.cluster, p.table
     gpn, nps = cluster.gpus_per_node, cluster.nodes_per_switch

@@ -125,7 +125,6 @@ class Snapshot:
     by_id: dict[str, JobView] | None = field(default=None, repr=False, compare=False)
     holding: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
     new: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
-    _free: frozenset[int] | None = field(default=None, repr=False, compare=False)
 
     def index(self) -> dict[str, JobView]:
         """Job id -> view of every runnable job."""
@@ -158,8 +157,6 @@ class Snapshot:
         return frozenset(g for j in self.jobs for g in j.gpus)
 
     def free_gpus(self) -> frozenset[int]:
-        if self._free is not None:
-            return self._free
         return frozenset(range(self.cluster.num_gpus)) - self.busy_gpus()
 
     def job(self, job_id: str) -> JobView:

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 from sim.model.decision import Decision
 from sim.model.job import JobSpec
-from sim.model.placement import FragmentationError, place_all
 from sim.model.snapshot import JobView, Snapshot
 from sim.model.throughput import ThroughputTable
 from sim.policies.base import ArtifactTraits, Policy
-from sim.policies.common import sticky_place
+from sim.policies.common import place
 from sim.policies.efplan import PlanJob, PlanResult, Profile, alloc_at, edf_plan
 from sim.registry import register
 
@@ -142,16 +141,7 @@ class _EdfBase(Policy):
         counts = [(jid, alloc_at(r.alloc, now)) for jid, r in results.items()]
         counts = [(jid, g) for jid, g in counts if g > 0]
         ends = {jid: float(results[jid].real_end) for jid, _ in counts}
-        # the artifact places in num_gpu-descending order (stable)
-        counts.sort(key=lambda c: -c[1])
-        alloc = None
-        if self.artifact:
-            try:
-                alloc = place_all(snap.cluster, counts)
-            except FragmentationError:
-                alloc = None  # list-order placement can fragment (POLICIES.md 9.1 step 4)
-        if alloc is None:
-            alloc = sticky_place(snap, dict(counts), order=[jid for jid, _ in counts])
+        alloc = place(snap, dict(counts), artifact=self.artifact)
         return Decision(alloc=alloc, end_s=ends, decline=declined)
 
 

@@ -354,17 +354,7 @@ def plan_all(jobs_in_order: Sequence[PlanJob], now: float, G: int, S: float) -> 
     the clean ``(ddl, submit_time, job_idx)``), plans each with :func:`plan` committing ``F``,
     and reports whether every job is feasible.
     """
-    F = Profile.constant(now, G)
-    order = sorted(jobs_in_order, key=_deadline_key)
-    results: dict[Hashable, PlanResult] = {}
-    feasible = True
-    for job in order:
-        if job.key in results:
-            raise ValueError(f"duplicate job key {job.key!r}")
-        res = plan(job, now, F, G, S)
-        results[job.key] = res
-        feasible = feasible and res.feasible
-    return PlanAllResult(results, [j.key for j in order], feasible, F)
+    return _plan_in_deadline_order(jobs_in_order, now, G, lambda job, F: plan(job, now, F, G, S))
 
 
 def allocate_free(
@@ -603,17 +593,9 @@ def edf_plan_all(
 ) -> PlanAllResult:
     """``EDF_PLAN_ALL(jobs, now)`` of POLICIES.md 3.2: ``F = {now: G}``, stable sort by
     deadline, :func:`edf_plan` each (base quota ``min(max_gpu, G)``), AND of feasibilities."""
-    F = Profile.constant(now, G)
-    order = sorted(jobs_in_order, key=_deadline_key)
-    results: dict[Hashable, PlanResult] = {}
-    feasible = True
-    for job in order:
-        if job.key in results:
-            raise ValueError(f"duplicate job key {job.key!r}")
-        res = edf_plan(job, now, F, G, S, None, columns, artifact_bug=artifact_bug)
-        results[job.key] = res
-        feasible = feasible and res.feasible
-    return PlanAllResult(results, [j.key for j in order], feasible, F)
+    return _plan_in_deadline_order(
+        jobs_in_order, now, G,
+        lambda job, F: edf_plan(job, now, F, G, S, None, columns, artifact_bug=artifact_bug))
 
 
 # ---------------------------------------------------------------------------
@@ -712,6 +694,25 @@ def _tables(levels: tuple[int, ...], rates: tuple[float, ...]) -> _Tables:
 def _floor_index(levels: tuple[int, ...], G: int) -> tuple[int, ...]:
     """``t[v]`` = number of levels ``<= v`` (the 1-based index of ``floor_level``), ``0<=v<=G``."""
     return tuple(bisect_right(levels, v) for v in range(G + 1))
+
+
+def _plan_in_deadline_order(
+    jobs_in_order: Sequence[PlanJob], now: float, G: int,
+    plan_one: Callable[[PlanJob, Profile], PlanResult],
+) -> PlanAllResult:
+    """The shared pass of PLAN_ALL and EDF_PLAN_ALL: ``F = {now: G}``, stable sort by
+    deadline, plan each job committing ``F``, AND of the feasibilities."""
+    F = Profile.constant(now, G)
+    order = sorted(jobs_in_order, key=_deadline_key)
+    results: dict[Hashable, PlanResult] = {}
+    feasible = True
+    for job in order:
+        if job.key in results:
+            raise ValueError(f"duplicate job key {job.key!r}")
+        res = plan_one(job, F)
+        results[job.key] = res
+        feasible = feasible and res.feasible
+    return PlanAllResult(results, [j.key for j in order], feasible, F)
 
 
 def _deadline_key(job: PlanJob) -> float:

@@ -12,10 +12,9 @@ import math
 from dataclasses import dataclass, field
 
 from sim.model.decision import Decision
-from sim.model.placement import gdesc_placement_order, place_all
 from sim.model.snapshot import JobView, Snapshot
 from sim.policies.base import ArtifactTraits, Policy
-from sim.policies.common import sticky_place
+from sim.policies.common import place
 from sim.registry import register
 
 
@@ -165,11 +164,7 @@ class Tiresias(Policy):
 
     def _place(self, snap: Snapshot, jobs: dict[str, JobView],
                run: list[str]) -> dict[str, tuple[int, ...]]:
-        want = {jid: jobs[jid].spec.num_gpu for jid in run}
-        if not self.artifact:
-            return sticky_place(snap, want)
-        placed = place_all(snap.cluster, gdesc_placement_order(list(want.items())))
-        return {jid: tuple(sorted(gpus)) for jid, gpus in placed.items()}
+        return place(snap, {jid: jobs[jid].spec.num_gpu for jid in run}, artifact=self.artifact)
 
     def _ends(self, snap: Snapshot, jobs: dict[str, JobView],
               run: list[str]) -> tuple[dict[str, float], dict[str, float]]:
