@@ -68,6 +68,13 @@ class Wake:
 
 
 @dataclass(frozen=True, slots=True)
+class Vacate:
+    """The policy moved end events away from this time (see Decision.vacated_s)."""
+
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Dispatch:
     task_id: str
     worker_id: str
@@ -90,7 +97,7 @@ class Note:
     text: str
 
 
-Action = (Admit | Decline | Stop | Start | Resize | Declare | Wake | Dispatch | Install
+Action = (Admit | Decline | Stop | Start | Resize | Declare | Wake | Vacate | Dispatch | Install
           | Reprioritise | Note)
 
 
@@ -204,4 +211,6 @@ def diff(snap: Snapshot, d: Decision) -> list[Action]:
     actions += [Note(n) for n in d.notes]
     if d.wake_s is not None:
         actions.append(Wake(d.wake_s))
+    actions += [Wake(t) for t in d.wakes]
+    actions += [Vacate(t) for t in d.vacated_s]
     return actions

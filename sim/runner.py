@@ -103,7 +103,8 @@ def engine_settings(p: Prepared) -> tuple[EngineConfig, OverheadModel, Any]:
         cfg = EngineConfig(instants=tr.instants, completion="declared", slot_s=scn.slot_s,
                            detect_done=tr.detect_done, judge=tr.judge,
                            idle_step_s=tr.idle_step_s,
-                           queued_ends_for_all=tr.queued_ends_for_all)
+                           queued_ends_for_all=tr.queued_ends_for_all,
+                           wake_rule=tr.wake_rule, clip_at_real_end=tr.clip_at_real_end)
         ov = ArtifactOverhead(rule=tr.overhead, extends_end=tr.overhead_extends_end, carry=False)
         return cfg, ov, None
     cfg = EngineConfig(instants="exact", completion="exact", slot_s=scn.slot_s)

@@ -234,7 +234,8 @@ def test_helpers() -> None:
     assert floor_level(LEVELS, 100) == 64
     assert gpu_seconds([(0, 0), (480, 1)], 1440) == 960
     assert gpu_seconds([(0, 2), (480, 1), (960, 2)], 1680) == 2 * 480 + 480 + 2 * 720
-    assert gpu_seconds([(0, 4), (480, 8)], 240) == 960  # clipped at end
+    # a trailing 0 after the end: the finishing segment counts up to it (artifact)
+    assert gpu_seconds([(0, 4), (480, 0)], 240) == 4 * 480
     assert alloc_at([(0, 0), (480, 1)], 479) == 0
     assert alloc_at([(0, 0), (480, 1)], 480) == 1
     assert alloc_at([(10, 3)], 5) == 0
@@ -367,7 +368,7 @@ def reference_plan(
         q_prev = q
     alloc: list[tuple[float, int]] = []
     Wr = W
-    for t, length in segs:
+    for i, (t, length) in enumerate(segs):
         cap = found[0] if found and t >= found[1] else q_prev
         a = min(cap, floor(F[t]))
         alloc.append((t, a))
@@ -378,6 +379,8 @@ def reference_plan(
             R = t + d
             E = t + al(0, d)
             F = finish(t, a, E)
+            # the artifact records 0 on every later breakpoint before D^
+            alloc += [(t2, 0) for t2, _ in segs[i + 1:]]
             return compress_steps(alloc), E, R, found is not None and R <= D, F
         Wr -= rate[a] * length
         F[t] -= a
@@ -496,7 +499,11 @@ def test_plan_all_never_overcommits(data: st.DataObject, G: int, S: int, now: in
             assert r.alloc == [(now, 0)] and not r.feasible
             continue
         assert all(g == 0 or (g in job.levels and g <= G) for _, g in r.alloc)
-        assert r.alloc[0][0] == now and r.alloc[-1][1] > 0
+        steps = r.alloc
+        if steps[-1][1] == 0:  # the artifact's trailing 0 lies at or after the end
+            assert len(steps) > 1 and steps[-1][0] >= r.end
+            steps = steps[:-1]
+        assert steps[0][0] == now and steps[-1][1] > 0
         assert (r.end - now) % S == 0 and r.real_end <= r.end
         assert r.feasible == (r.real_end <= job.deadline)
         holds.append((r.alloc, r.end))
@@ -728,7 +735,7 @@ def test_allocate_free_cache_is_exact(data: st.DataObject, G: int, S: int, now: 
 @settings(max_examples=400, deadline=None)
 @given(data=st.data(), G=st.sampled_from([8, 16, 64]), S=st.sampled_from([60, 240]), now=nows)
 def test_whatif_reads_only_its_window(data: st.DataObject, G: int, S: int, now: int) -> None:
-    from sim.policies.efplan import _whatif
+    from sim.policies.efplan import _whatif, _whatif_t1
 
     job = data.draw(plan_jobs(now=now, first_level_one=True))
     growable = [g for g in job.levels if g < G and next_level(job.levels, g) != g]
@@ -744,6 +751,7 @@ def test_whatif_reads_only_its_window(data: st.DataObject, G: int, S: int, now: 
     state = JobAlloc(job, g, compress_steps(alloc), now + k_end * S, now + k_end * S)
     F1 = data.draw(grid_profiles(G, now, S))
     w1 = _whatif(state, next_level(job.levels, g), now, F1, G, S)
+    assert _whatif_t1(state, now, F1, S) == w1.t1  # the cheap check allocate_free uses
     if w1.reads_now:  # allocate_free never reuses these: every grant changes F(now)
         assert w1.horizon == INF
 
@@ -763,7 +771,10 @@ def test_whatif_reads_only_its_window(data: st.DataObject, G: int, S: int, now: 
         values.append(G)
     F2 = Profile(times, values)
     w2 = _whatif(state, next_level(job.levels, g), now, F2, G, S)
-    if not w1.reads_now or values[0] == F1.values[0]:
+    # the first segment ends where F + own plan first changes, which also depends on
+    # F(now): allocate_free reuses a what-if only if that end is unchanged too
+    same_t1 = _whatif_t1(state, now, F2, S) == w1.t1
+    if same_t1 and (not w1.reads_now or values[0] == F1.values[0]):
         assert (w2.alloc, w2.end, w2.real_end, w2.feasible) == (
             w1.alloc,
             w1.end,

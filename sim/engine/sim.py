@@ -23,7 +23,7 @@ Two knobs shape the semantics (see docs/semantics.md):
 
 from __future__ import annotations
 
-import heapq
+from bisect import bisect_left
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ from sim.control import (
     Resize,
     Start,
     Stop,
+    Vacate,
     Wake,
 )
 from sim.engine.overhead import ChangeOverhead, ChargeContext, OverheadModel
@@ -64,6 +65,17 @@ class EngineConfig:
     horizon_s: float = INF
     queued_ends_for_all: bool = False  # artifact: every runnable job has an end event queued
     checkpoint_factor: float = 0.0  # checkpoint size = factor x gradient size; 0 = no transfers
+    # "replace": a decision's wake-ups replace the previous ones. The ElasticFlow
+    # artifact keeps queued wake-ups until their time, in time buckets shared with end
+    # events and arrivals, and a bucket disappears when the last end event or arrival
+    # leaves it, wake-ups and all. "keep" queues every wake-up; "if-first" queues only
+    # the earliest, and only if it comes before every queued event (declared ends
+    # taken before overheads extend them) (POLICIES.md 2.5 step 3.4, 2.8).
+    wake_rule: str = "replace"
+    # declared mode: no progress is counted past the job's declared real end (the
+    # artifact's progress rule, POLICIES.md 1.5): a job delayed by overheads keeps a
+    # remainder and is planned again instead of finishing early
+    clip_at_real_end: bool = False
 
 
 @dataclass
@@ -189,9 +201,11 @@ class SimExecutor:
         self.running: dict[str, JobRun] = {}
         self.views: dict[str, JobView] = {}
         self.events: dict[str, float] = {}
+        self.parked: dict[str, float] = {}  # declared ends of jobs holding no GPUs
         self._dirty: set[str] = set()
         self.allocated = 0
-        self.wakes: list[float] = []  # heap
+        self.wakes: set[float] = set()
+        self._arrival_times = [r.spec.submit_s for r in self.pending_arrivals]
         self.instant = 0
         self.last_instant_s = 0.0
         self.done_count = 0
@@ -301,9 +315,8 @@ class SimExecutor:
         self._advance_all(now)
         self._complete_due(now)
         self._admit_arrivals(now)
-        if self.wakes and self.wakes[0] <= now:
-            self.wakes = [w for w in self.wakes if w > now]
-            heapq.heapify(self.wakes)
+        if self.wakes:
+            self.wakes = {w for w in self.wakes if w > now}
         views = self.views
         for jid in self._dirty:
             r = self.active.get(jid)
@@ -339,6 +352,8 @@ class SimExecutor:
             r.overhead_s = max(r.overhead_s - dt, 0.0)  # restart work overlaps the copy
             return
         eff = dt - r.overhead_s
+        if self.cfg.clip_at_real_end and r.real_end_s is not None and now > r.real_end_s:
+            eff -= now - r.real_end_s
         if eff < 0:
             r.overhead_s = -eff if self.overhead.carry else 0.0
             return
@@ -359,9 +374,13 @@ class SimExecutor:
             else:
                 end = (now - eff) + before
             r.end_s = end
-            r.real_end_s = end
+            if r.real_end_s is None:  # the artifact keeps the planned real end
+                r.real_end_s = end
+            left = r.event_s
             r.event_s = now
             self.events[r.spec.job_id] = now
+            if left is not None and self.cfg.wake_rule != "replace":
+                self._drop_empty_buckets([left])
 
     def _remaining(self, r: JobRun) -> float:
         if self.work == "iterations":
@@ -406,6 +425,7 @@ class SimExecutor:
         self.active.pop(jid, None)
         self.views.pop(jid, None)
         self.events.pop(jid, None)
+        self.parked.pop(jid, None)
         if self.running.pop(jid, None) is not None:
             self.allocated -= len(r.gpus)
 
@@ -432,7 +452,10 @@ class SimExecutor:
         dirty = self._dirty
         # A decision's wake-up replaces the previous one, like its declared ends (a
         # policy that recomputes its next wake-up must not be woken by a stale one).
-        self.wakes = []
+        if self.cfg.wake_rule == "replace":
+            self.wakes = set()
+        wake_at: list[float] = []
+        vacated: list[float] = []
         for a in actions:
             if isinstance(a, Decline):
                 r = by_id[a.job_id]
@@ -483,7 +506,9 @@ class SimExecutor:
                 declared[a.job_id] = a
             elif isinstance(a, Wake):
                 if a.at_s > now:
-                    heapq.heappush(self.wakes, a.at_s)
+                    wake_at.append(a.at_s)
+            elif isinstance(a, Vacate):
+                vacated.append(a.at_s)
             elif isinstance(a, Note):
                 self.rec.event(now, "note", "", 0, a.text)
         for r in changed:
@@ -514,27 +539,47 @@ class SimExecutor:
         events = self.events
         # completion bookkeeping
         if self.cfg.completion == "declared":
-            # the latest decision's declarations replace all earlier ones
-            for jid in list(events):
-                if jid not in declared:
-                    r = by_id[jid]
-                    r.end_s = r.event_s = r.real_end_s = None
-                    del events[jid]
-                    dirty.add(jid)
+            # the latest decision's declarations replace all earlier ones; the end a
+            # job without GPUs is declared is parked: it never completes the job, but
+            # it holds its time bucket like the artifact's queued end events do
             extends = self.overhead.extends_end
+            buckets = self.cfg.wake_rule != "replace"
+            parked = self.parked
+            left: list[float] = list(vacated)
+            for table in (events, parked):
+                for jid in [j for j in table if j not in declared]:
+                    r = by_id[jid]
+                    left.append(table.pop(jid))
+                    r.end_s = r.event_s = r.real_end_s = None
+                    dirty.add(jid)
             for jid, d in declared.items():
                 r = by_id[jid]
+                old = events.pop(jid, None)
+                if old is None:
+                    old = parked.pop(jid, None)
+                if old is not None and old != d.event_s:
+                    left.append(old)
                 r.end_s, r.event_s, r.real_end_s = d.end_s, d.event_s, d.real_end_s
+                if r.event_s is not None and r.event_s < INF:
+                    (events if r.gpus else parked)[jid] = r.event_s
+                dirty.add(jid)
+            if buckets:
+                self._drop_empty_buckets(left)
+            self._queue_wakes(wake_at)
+            left = []
+            for jid in declared:
+                r = by_id[jid]
                 o = charged.get(jid, 0.0)
-                if extends and o:
+                if extends and o and r.event_s is not None:
+                    left.append(r.event_s)
                     r.end_s += o
                     r.event_s += o
-                if r.event_s is not None and r.event_s < INF:
-                    events[jid] = r.event_s
-                else:
-                    events.pop(jid, None)
-                dirty.add(jid)
+                    if r.event_s < INF:
+                        events[jid] = r.event_s
+            if buckets:
+                self._drop_empty_buckets(left)
         else:
+            self._queue_wakes(wake_at)
             # progress is linear between instants, so only jobs whose rate or
             # overhead changed get a new predicted end
             todo = {r.spec.job_id: r for r in changed}
@@ -554,6 +599,41 @@ class SimExecutor:
                     r.end_s = r.event_s = r.real_end_s = None
                     events.pop(jid, None)
                 dirty.add(jid)
+
+    def _queue_wakes(self, times: list[float]) -> None:
+        if not times:
+            return
+        if self.cfg.wake_rule != "if-first":
+            self.wakes.update(times)
+            return
+        w = min(times)
+        first = min(self.wakes, default=INF)
+        if self._next_arrival < len(self.pending_arrivals):
+            first = min(first, self._arrival_times[self._next_arrival])
+        for table in (self.events, self.parked):
+            if table:
+                first = min(first, min(table.values()))
+        if w < first:
+            self.wakes.add(w)
+
+    def _drop_empty_buckets(self, left: list[float]) -> None:
+        """Wake-ups at times that end events just left, with no end event or arrival
+        remaining there, disappear with their bucket (the artifact's event queue)."""
+        if not self.wakes:
+            return
+        gone = [t for t in left if t in self.wakes]
+        if not gone:
+            return
+        still = set(self.events.values())
+        still.update(self.parked.values())
+        arr = self._arrival_times
+        for t in gone:
+            if t in still:
+                continue
+            i = bisect_left(arr, t, self._next_arrival)
+            if i < len(arr) and arr[i] == t:
+                continue
+            self.wakes.discard(t)
 
     def _move_checkpoint(self, r: JobRun, now: float) -> None:
         """Copy ``r``'s checkpoint to the nodes it now runs on that do not hold it."""

@@ -29,6 +29,11 @@ class Decision:
         real_end_s: job id -> the policy's exact finish estimate; under the
             artifact preset some policies judge deadlines by it (ef-accessctrl).
         wake_s: ask to be called again at this time even if nothing happens.
+        wakes: further wake-up times (under the default rule only the earliest
+            matters; the ``ef`` artifact preset queues each of them).
+        vacated_s: times the policy's own bookkeeping moved end events away from
+            during this decision (the artifact's event queue drops wake-ups there
+            when nothing else remains; ignored by the default wake rule).
         dispatch: (task id, worker id) pairs to start now (task workloads).
         install: (library, worker id) pairs: start a library on a worker.
         priorities: task id -> new priority for tasks still in the manager's queue.
@@ -41,6 +46,8 @@ class Decision:
     end_event_s: Mapping[str, float] = field(default_factory=dict)
     real_end_s: Mapping[str, float] = field(default_factory=dict)
     wake_s: float | None = None
+    wakes: tuple[float, ...] = ()
+    vacated_s: tuple[float, ...] = ()
     dispatch: tuple[tuple[str, str], ...] = ()
     install: tuple[tuple[str, str], ...] = ()
     priorities: Mapping[str, float] = field(default_factory=dict)

@@ -273,13 +273,14 @@ def place_all(
 
 
 def ef_placement_order(
-    items: Sequence[tuple[JobKey, int]], gpus_per_node: int
+    items: Sequence[tuple[JobKey, int]], gpus_per_node: int, *, sort_big: bool = True
 ) -> list[tuple[JobKey, int]]:
     """ElasticFlow's placement order within an instant (POLICIES.md 9.1).
 
-    Jobs with ``g >= gpus_per_node`` first, ``g`` descending (stable); then for each
-    class key below ``gpus_per_node`` from large to small, the jobs of exactly that
-    size in input order. (``edf``, Tiresias and Themis use
+    Jobs with ``g >= gpus_per_node`` first, ``g`` descending (stable; in input order
+    if ``sort_big`` is false, as ``ef`` does with its list of started jobs); then for
+    each class key below ``gpus_per_node`` from large to small, the jobs of exactly
+    that size in input order. (``edf``, Tiresias and Themis use
     :func:`gdesc_placement_order` instead.)
 
     Raises:
@@ -300,7 +301,7 @@ def ef_placement_order(
                 f"job {key!r}: {g} GPUs is below a node ({gpus_per_node}) and not a "
                 f"placement class {list(CLASS_KEYS)}"
             )
-    order = sorted(big, key=lambda it: -it[1])
+    order = sorted(big, key=lambda it: -it[1]) if sort_big else big
     for k in sorted(small, reverse=True):
         order.extend(small[k])
     return order

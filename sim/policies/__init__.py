@@ -7,6 +7,7 @@ each registers its class with ``@register``.
 BUILTIN = (
     "sim.policies.fifo",
     "sim.policies.edf",
+    "sim.policies.ef",
     "sim.policies.tiresias",
     "sim.policies.gandiva",
     "sim.policies.themis",

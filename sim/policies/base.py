@@ -51,6 +51,11 @@ class ArtifactTraits:
             runnable job, running or not (EF, EDF); it matters to the coalescing
             rule's "at least two queued events" test.
         idle_step_s: when nothing is queued but jobs remain, advance by this much.
+        wake_rule: ``"replace"`` (a decision's wake-up replaces the previous one) or
+            ``"if-first"`` (EF: queued only if earlier than every queued event, then
+            never cancelled).
+        clip_at_real_end: progress stops at the declared real end (EF, EDF: the
+            artifact's ``run_all_jobs``), so overheads leave a remainder to re-plan.
     """
 
     instants: str = "coalesce"
@@ -60,6 +65,8 @@ class ArtifactTraits:
     judge: str = "end"
     queued_ends_for_all: bool = False
     idle_step_s: float = 10.0
+    wake_rule: str = "replace"
+    clip_at_real_end: bool = False
 
 
 @dataclass(frozen=True)

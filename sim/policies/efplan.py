@@ -295,12 +295,15 @@ class FreeResult:
         grants: ``(key, old_gpus, new_gpus)`` for every single-level grant, in grant order.
             A job whose ``old_gpus`` is 0 and that was PENDING is started by the caller.
         F: the free profile (the same object passed in, updated in place).
+        ends_left: per grant, the planned end the job had before it (the artifact moves
+            the job's end event from there to its new end; its event queue cares).
     """
 
     jobs: list[JobAlloc]
     order: list[Hashable]
     grants: list[tuple[Hashable, int, int]]
     F: Profile
+    ends_left: list[float] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -435,7 +438,8 @@ def allocate_free(
             whatif[i] = None
         else:
             w = whatif[i]
-            if w is None or not (cache and w.horizon < changed_at):
+            if w is None or not (cache and w.horizon < changed_at
+                                 and _whatif_t1(st, now, F, S) == w.t1):
                 w = _whatif(st, g2, now, F, G, S)
                 w.version = version
                 whatif[i] = w
@@ -445,6 +449,7 @@ def allocate_free(
         evaluate(i)
     order = sorted(range(n), key=lambda i: -m[i])
     grants: list[tuple[Hashable, int, int]] = []
+    ends_left: list[float] = []
     while A > 0:
         pick = next((i for i in order if m[i] != -INF), None)
         if pick is None:
@@ -465,10 +470,12 @@ def allocate_free(
         version += 1
         A -= g2 - g
         grants.append((st.job.key, g, g2))
+        if w.end != st.end:
+            ends_left.append(st.end)
         for i in range(n):
             evaluate(i)
         order.sort(key=lambda i: -m[i])
-    return FreeResult(states, [keys[i] for i in order], grants, F)
+    return FreeResult(states, [keys[i] for i in order], grants, F, ends_left)
 
 
 # ---------------------------------------------------------------------------
@@ -630,17 +637,17 @@ def floor_level(levels: Sequence[int], f: float) -> int:
 
 
 def gpu_seconds(alloc: Sequence[tuple[float, int]], end: float) -> float:
-    """GPU-seconds of a plan up to ``end``: sum of GPUs x segment length, the last segment
-    running to ``end`` and everything clipped at ``end`` (POLICIES.md 2.7, ``utils.py:L71-81``).
+    """GPU-seconds of a plan as the artifact counts them (POLICIES.md 2.7,
+    ``utils.py:L71-81``): GPUs x length of every step up to the next step, and of the
+    last step up to ``end``. A plan's trailing 0 entry lies at or after its end, so the
+    GPUs of its finishing segment count up to that entry, not to ``end``.
     """
     total = 0.0
     n = len(alloc)
     for i, (t, g) in enumerate(alloc):
-        if t >= end:
-            break
         if g:
             t_next = alloc[i + 1][0] if i + 1 < n else end
-            total += g * (min(t_next, end) - t)
+            total += g * (t_next - t)
     return total
 
 
@@ -866,9 +873,15 @@ def _plan_core(
                     d = min(d, math.ceil(seg))  # float noise: never spill past the segment
                 R = times[k] + d
                 E = times[k] + align(0, d, S)
+                # [ARTIFACT] the plan is recorded on every breakpoint before D^, so a
+                # job ending inside a segment that closes before D^ keeps a 0 entry at
+                # that segment's end (its GPU time is counted up to there, 2.7)
+                steps = _steps(alloc_t, alloc_g)
+                if idx + 1 < nseg:
+                    steps.append((times[k + 1], 0))
                 _reserve(times, values, k, lv[f], E)
                 _compress(times, values)
-                return _steps(alloc_t, alloc_g), E, R, bool(u_found) and R <= D, Dh
+                return steps, E, R, bool(u_found) and R <= D, Dh
             Wr -= it
             values[k] -= lv[f]
         if Dh == INF:  # unreachable: the unbounded last segment covers any work
@@ -932,42 +945,86 @@ class _WhatIf:
     values: list[int]
     horizon: float  # F was read on (now, horizon]; inf if reads_now (never reusable)
     reads_now: bool  # the result also depends on the value F(now)
+    t1: float = INF  # end of the forced first segment (depends on F(now) via compression)
     version: int = 0  # allocate_free's grant count when computed (times/values match it)
 
 
 def _whatif(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float) -> _WhatIf:
     """The what-if plan of 2.7 step 2 for ``st`` forced to ``g2`` GPUs on its first segment.
 
-    Works on a copy of ``F``; the returned lists are the profile to commit.
+    ``F`` plus the job's own plan is compressed (the artifact merges equal neighbours
+    before planning), so the first segment ``[now, t1)`` ends at the first time the
+    free capacity would change, or at ``D^`` if it never does. The job ends inside it if
+    its slot-aligned end fits there and it meets its deadline; otherwise it runs ``g2``
+    on it (measured to the exact deadline when ``t1 = D^``) and the rest is planned from
+    ``t1``. Works on a copy of ``F``; the returned lists are the profile to commit.
     """
     job = st.job
+    D = job.deadline
     iF = bisect_right(F.times, now)
     tF1 = F.times[iF] if iF < len(F.times) else INF  # F's first breakpoint after now
     times = F.times[:]
     values = F.values[:]
     _add_back(times, values, st.alloc, now, st.end)
     i0 = _ensure(times, values, now)
-    t1 = times[i0 + 1] if i0 + 1 < len(times) else INF
+    _compress_from(times, values, i0)
+    Dh = align(now, D, S)
+    t1 = times[i0 + 1] if i0 + 1 < len(times) else Dh
     r = job.rate_at(g2)
     W = job.work
-    seg = t1 - now
-    if r * seg >= W:
-        d = math.ceil(W / r)
-        if seg != INF:
-            d = min(d, math.ceil(seg))
-        R = now + d
-        E = now + align(0, d, S)
+    d = math.ceil(W / r)
+    if t1 != INF:
+        d = min(d, math.ceil(t1 - now)) if r * (t1 - now) >= W else d
+    R = now + d
+    E = now + align(0, d, S)
+    if t1 >= E and R <= D:
         _reserve(times, values, i0, g2, E)
         _compress(times, values)
-        return _WhatIf([(now, g2)], E, R, R <= job.deadline, times, values, t1, False)
+        return _WhatIf([(now, g2)], E, R, True, times, values, t1, False, t1)
+    # run g2 on [now, t1) and plan the rest from t1; D^ is a breakpoint from here on,
+    # and only F(now) is reduced (as in the artifact, even if D^ splits the segment)
+    if now < Dh < INF:
+        _ensure(times, values, Dh)
+    seg = (D - now) if t1 == Dh else (t1 - now)
+    rest_work = W - r * seg
+    if rest_work <= 0 or t1 == INF:  # [DECIDE] the artifact cannot reach this (it asserts)
+        _reserve(times, values, i0, g2, E)
+        _compress(times, values)
+        return _WhatIf([(now, g2)], E, R, R <= D, times, values, INF, True, t1)
     values[i0] -= g2
-    rest, E, R, feasible, horizon = _plan_core(job, W - r * seg, t1, times, values, G, S)
+    rest, E, R, feasible, horizon = _plan_core(job, rest_work, t1, times, values, G, S)
     alloc = compress_steps([(now, g2), *rest])
     # F'(t1) = F(now) + own plan when no breakpoint of F lies in (now, t1]: then the result
     # reads F(now), which every grant changes, so it must never be reused (horizon inf).
     reads_now = t1 < tF1
     horizon = INF if reads_now else max(horizon, t1)
-    return _WhatIf(alloc, E, R, feasible, times, values, horizon, reads_now)
+    return _WhatIf(alloc, E, R, feasible, times, values, horizon, reads_now, t1)
+
+
+def _whatif_t1(st: JobAlloc, now: float, F: Profile, S: float) -> float:
+    """The ``t1`` :func:`_whatif` would use now: the first time after ``now`` where ``F``
+    plus the job's own plan changes value, else ``D^``."""
+    alloc, end = st.alloc, st.end
+    def own(t: float) -> int:
+        return alloc_at(alloc, t) if t < end else 0
+    base = F.value_at(now) + own(now)
+    cands = sorted({t for t in F.times if t > now}
+                   | {t for t, _ in alloc if t > now} | ({end} if end > now else set()))
+    for t in cands:
+        if t == INF:
+            break
+        if F.value_at(t) + own(t) != base:
+            return t
+    return align(now, st.job.deadline, S)
+
+
+def _compress_from(times: list[float], values: list[int], i0: int) -> None:
+    """Compress ``times[i0:]``/``values[i0:]`` in place, keeping breakpoint ``i0``."""
+    tail_t, tail_v = times[i0:], values[i0:]
+    _compress(tail_t, tail_v)
+    if len(tail_t) != len(times) - i0:
+        times[i0:] = tail_t
+        values[i0:] = tail_v
 
 
 def _add_back(
