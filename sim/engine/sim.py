@@ -23,8 +23,8 @@ Two knobs shape the semantics (see docs/semantics.md):
 
 from __future__ import annotations
 
-from bisect import bisect_left
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
