@@ -3,7 +3,7 @@
 Each case runs in a fresh subprocess (so peak RSS is per run) and prints one row.
 Usage::
 
-    python bench/run.py                 # the issue-2 cases (EDF on Fig. 10 and cluster04)
+    python bench/run.py                 # EDF on Fig. 10 and cluster04, EF on Fig. 10 and cluster01
     python bench/run.py --suite fig8b   # every policy on the Figure 8(b) traces
     python bench/run.py --only cluster04
 
@@ -38,6 +38,10 @@ SUITES: dict[str, list[dict]] = {
          "policy": "edf", "preset": "elasticflow-artifact"},
         {"name": "cluster04-edf-clean", "trace": "cluster04", "cluster": "n128g8", "slot": 60,
          "policy": "edf", "preset": "clean"},
+        {"name": "fig10-ef-accessctrl", "trace": "fig10_100jobs_1500lam", "cluster": "n16g8",
+         "slot": 240, "policy": "ef-accessctrl", "preset": "elasticflow-artifact"},
+        {"name": "cluster01-ef-accessctrl", "trace": "cluster01", "cluster": "n64g8",
+         "slot": 60, "policy": "ef-accessctrl", "preset": "elasticflow-artifact"},
     ],
 }
 
@@ -75,7 +79,8 @@ def run_case(case: dict) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default="core", choices=["core", "fig8b"])
-    ap.add_argument("--policies", default="edf,edf-accessctrl,ef-accessctrl,dlas-gpu,gandiva,themis")
+    ap.add_argument("--policies",
+                    default="ef-accessctrl,ef,edf,edf-accessctrl,dlas-gpu,gandiva,themis")
     ap.add_argument("--only", help="substring filter on case names")
     args = ap.parse_args()
     cases = SUITES["core"] if args.suite == "core" else fig8b_suite(args.policies.split(","))
