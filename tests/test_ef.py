@@ -46,7 +46,7 @@ def test_toy_gpu_counts_per_instant():
                             "reproduced (docs/semantics.md, EF parity)")),
 ])
 def test_figure10_ratio(policy, ratio):
-    from tests.toy import fig10_jobs, N16G8
+    from tests.toy import N16G8, fig10_jobs
 
     res = run(policy, fig10_jobs(), N16G8)
     assert res.summary["deadline_satisfactory_ratio"] == pytest.approx(ratio, abs=0.02)
