@@ -2,8 +2,10 @@
 
 Subcommands: ``run`` (one scenario), ``compare`` (several policies on one
 trace: a table and a bar chart), ``policies`` (what is registered, with
-parameters). Input errors print one line naming file, line and field and exit
-with status 2; nothing is written.
+parameters), ``sweep`` (a grid of scenarios into the results store),
+``figures`` (a paper's figure set, from the store) and ``results`` (export the
+store). Input errors print one line naming file, line and field and exit with
+status 2; nothing is written.
 """
 
 from __future__ import annotations
@@ -62,7 +64,43 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="NAME", help="describe one policy")
     pol.add_argument("pname", nargs="?", help=argparse.SUPPRESS)
     pol.set_defaults(func=_cmd_policies)
+
+    sw = sub.add_parser("sweep", help="run a grid of scenarios into the results store "
+                        "(skips runs already done)")
+    sw.add_argument("grid", help="grid YAML: base scenario + vary (see sim/sweep.py)")
+    _add_sweep_options(sw)
+    sw.set_defaults(func=_cmd_sweep)
+
+    fg = sub.add_parser("figures", help="run what a paper's figures need, then draw them "
+                        "from the store")
+    fg.add_argument("figure_set", metavar="SET", choices=["elasticflow"],
+                    help="figure set: elasticflow")
+    fg.add_argument("--only", metavar="IDS", help="comma-separated figure ids (e.g. 8a,10)")
+    fg.add_argument("--out", help="output folder (default results/figures/<set>/)")
+    _add_sweep_options(fg)
+    fg.set_defaults(func=_cmd_figures)
+
+    rs = sub.add_parser("results", help="export the store's runs, jobs and timeline tables")
+    rs.add_argument("--store", default=None, help="results store (default "
+                    "results/clustersim.sqlite)")
+    rs.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                    help="file format (parquet needs pyarrow)")
+    rs.add_argument("--out", default="results/export", help="output folder "
+                    "(default results/export)")
+    rs.set_defaults(func=_cmd_results)
     return p
+
+
+def _add_sweep_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=None,
+                   help="results store (default results/clustersim.sqlite)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="Dask worker processes (default: one per core; 1 = in this process)")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="use an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario key in every run (after vary)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_inline(p: argparse.ArgumentParser) -> None:
@@ -179,6 +217,140 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     title=f"{prepared[0].scenario.name} on {prepared[0].cluster.name}")
     print(f"wrote {out}/ and {png}")
     return 0
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from sim.store import DEFAULT_STORE
+
+    return Path(args.store) if args.store else DEFAULT_STORE
+
+
+def _check_workers(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}", field="--workers")
+
+
+def _sweep(grid, store, args: argparse.Namespace, client=None) -> bool:
+    """Run ``grid`` into ``store``; print one line; True if no run failed."""
+    from sim.sweep import run_sweep
+
+    def failed(spec, error: str) -> None:
+        where = ", ".join(f"{k}={v}" for k, v in spec.coords.items()) or spec.name
+        print(f"clustersim: run failed ({where}): {error}", file=sys.stderr)
+
+    rep = run_sweep(grid.runs, store, workers=args.workers, scheduler=args.scheduler,
+                    progress=not args.quiet and sys.stderr.isatty(), label=grid.name,
+                    on_failure=failed, client=client)
+    print(f"{grid.name}: {rep.total} runs: {rep.skipped} already done, {len(rep.done)} done "
+          f"now, {len(rep.failed)} failed")
+    return not rep.failed
+
+
+def _workers_for(grids: list, args: argparse.Namespace):
+    """One Dask client for every run the grids still need (a null context when serial).
+
+    Entered before the store is opened, so an unreachable scheduler leaves no store file.
+    """
+    import contextlib
+
+    from sim.store import Store
+    from sim.sweep import cores, dask_client
+
+    keys = {r.key for g in grids for r in g.runs}
+    path = _store_path(args)
+    if path.exists():
+        with Store(path, create=False) as store:
+            keys -= {k for k, st in store.statuses(keys).items() if st == "done"}
+    n = min(args.workers or cores(), len(keys))
+    if args.scheduler or n > 1:
+        return dask_client(n, args.scheduler)
+    return contextlib.nullcontext(None)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from sim.store import Store
+    from sim.sweep import load_grid
+
+    _check_workers(args)
+    grid = load_grid(args.grid, args.set)  # validates everything before the store is opened
+    path = _store_path(args)
+    with _workers_for([grid], args) as client, Store(path) as store:
+        ok = _sweep(grid, store, args, client)
+        runs = store.runs([r.key for r in grid.runs])
+    coords = {r.key: r.coords for r in grid.runs}
+    rows = [{**(sm or {}), **coords[k], "status": st}
+            for k, st, sm in zip(runs["key"], runs["status"], runs["summary"])]
+    _print_table(rows, [*grid.axes, "status", "deadline_satisfactory_ratio", "jct_mean_s",
+                        "be_jct_mean_s", "wall_s"])
+    print(f"store: {path}")
+    return 0 if ok else 1
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from analysis import figure_set
+    from sim.store import Store
+    from sim.sweep import load_grid
+
+    _check_workers(args)
+    figset = figure_set(args.figure_set)
+    wanted = list(figset.FIGURES)
+    if args.only:
+        wanted = [f.strip() for f in args.only.split(",") if f.strip()]
+        bad = [f for f in wanted if f not in figset.FIGURES]
+        if bad or not wanted:
+            raise InputError(f"unknown figure {bad[0] if bad else '(none)'!r}; "
+                             f"{args.figure_set} has {', '.join(figset.FIGURES)}",
+                             field="--only")
+    figs = [figset.FIGURES[f] for f in wanted]
+    grids = [load_grid(f.grid_path, args.set) for f in figs]  # validate all first
+    out = Path(args.out or f"results/figures/{args.figure_set}")
+    ok = True
+    # one pool of workers for every figure that has runs to do
+    with _workers_for(grids, args) as client, Store(_store_path(args)) as store:
+        for fig, grid in zip(figs, grids):
+            ok = _sweep(grid, store, args, client) and ok
+            runs = store.runs([r.key for r in grid.runs])
+            paths = fig.draw(runs, store, out)
+            print(f"figure {fig.id}: " + ", ".join(str(p) for p in paths))
+    return 0 if ok else 1
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from sim.store import Store
+
+    if args.format == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise InputError("parquet export needs pyarrow, which is not installed "
+                         "(pip install pyarrow), or use --format csv", field="--format")
+    out = Path(args.out)
+    with Store(_store_path(args), create=False) as store:
+        tables = {name: store.table(name) for name in ("runs", "jobs", "timeline")}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        path = out / f"{name}.{args.format}"
+        tmp = out / f".{name}.{args.format}.tmp"
+        try:
+            if args.format == "csv":
+                df.to_csv(tmp, index=False)
+            else:
+                df.to_parquet(tmp, index=False)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(f"wrote {path} ({len(df)} rows)")
+    return 0
+
+
+def _print_table(rows: list[dict], cols: list[str]) -> None:
+    if not rows:
+        return
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    heads = [c.removesuffix("_s").replace("deadline_satisfactory_ratio", "ratio") for c in cols]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(heads)]
+    print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
+    for r in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
 def _fmt(v: object) -> str:

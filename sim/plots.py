@@ -24,6 +24,18 @@ POLICY_COLOURS = {
 #: The ElasticFlow paper's order of policies in its bar charts.
 POLICY_ORDER = ["edf", "edf-accessctrl", "gandiva", "dlas-gpu", "themis", "chronus", "ef",
                 "ef-accessctrl", "fifo"]
+#: How the ElasticFlow paper names each policy in its figures.
+POLICY_LABELS = {
+    "edf": "EDF",
+    "edf-accessctrl": "EDF + AC",
+    "gandiva": "Gandiva",
+    "dlas-gpu": "Tiresias",
+    "themis": "Themis",
+    "chronus": "Chronus",
+    "ef": "ElasticFlow w/o AC",
+    "ef-accessctrl": "ElasticFlow",
+    "fifo": "FIFO",
+}
 LABELS = {"deadline_satisfactory_ratio": "Deadline satisfactory ratio",
           "jct_mean_s": "Mean JCT (s)", "be_jct_mean_s": "Best-effort mean JCT (s)",
           "gpu_utilisation": "GPU utilisation"}

@@ -28,7 +28,7 @@ def job_table(runs: Iterable[Any]) -> pd.DataFrame:
     for r in runs:
         s = r.spec
         end = r.finish_s
-        hist = ";".join(f"{t:g}:{g}" for t, g in r.history)
+        hist = ";".join(f"{t:.15g}:{g}" for t, g in r.history)
         rows.append({
             "job_id": s.job_id,
             "idx": s.idx,

@@ -1,0 +1,20 @@
+"""Figure sets: each module draws one paper's figures from the results store.
+
+A figure set module exposes ``FIGURES`` (figure id -> :class:`analysis.base.Figure`):
+the grid file each figure needs (in ``scenarios/``) and a ``draw`` function that reads
+the store only, never the engine. ``clustersim figures NAME`` runs what is missing
+through :mod:`sim.sweep`, then calls ``draw``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: figure-set name -> module
+FIGURE_SETS = {"elasticflow": "analysis.elasticflow"}
+
+
+def figure_set(name: str) -> ModuleType:
+    """The module of figure set ``name`` (KeyError if unknown)."""
+    return importlib.import_module(FIGURE_SETS[name])
