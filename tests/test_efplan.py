@@ -624,6 +624,12 @@ def test_allocate_free_fills_or_nobody_can_grow(
     before = [JobAlloc.from_plan(by_key[k], pa.results[k], now) for k in pa.order]
     A0 = pa.F.value_at(now)
     F_ref = pa.F.copy()
+    # the artifact's variant: the cache only skips work
+    F_art, F_art_ref = pa.F.copy(), pa.F.copy()
+    art = allocate_free(before, now, F_art, G, S, artifact=True)
+    art_ref = allocate_free(before, now, F_art_ref, G, S, cache=False, artifact=True)
+    assert (art.jobs, art.order, art.grants, art.F) == (
+        art_ref.jobs, art_ref.order, art_ref.grants, art_ref.F)
     fr = allocate_free(before, now, pa.F, G, S)
     ref = allocate_free(before, now, F_ref, G, S, cache=False)
     assert (fr.jobs, fr.order, fr.grants, fr.F) == (ref.jobs, ref.order, ref.grants, ref.F)

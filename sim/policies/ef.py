@@ -209,7 +209,7 @@ class _EfBase(Policy):
                 if first is not None and first > now:
                     pending_wakes.append(first)
         # leftovers, one level at a time (2.7); a pending job that gets some starts
-        fr = allocate_free(states, now, res.F, G, S)
+        fr = allocate_free(states, now, res.F, G, S, artifact=self.artifact)
         for k, old, _new in fr.grants:
             if not old:
                 self._started.setdefault(k, None)

@@ -361,7 +361,8 @@ def plan_all(jobs_in_order: Sequence[PlanJob], now: float, G: int, S: float) -> 
 
 
 def allocate_free(
-    jobs: Sequence[JobAlloc], now: float, F: Profile, G: int, S: float, *, cache: bool = True
+    jobs: Sequence[JobAlloc], now: float, F: Profile, G: int, S: float, *, cache: bool = True,
+    artifact: bool = False,
 ) -> FreeResult:
     """``ALLOCATE_FREE(t)`` of POLICIES.md 2.7: hand leftover GPUs out one level at a time.
 
@@ -440,7 +441,7 @@ def allocate_free(
             w = whatif[i]
             if w is None or not (cache and w.horizon < changed_at
                                  and _whatif_t1(st, now, F, S) == w.t1):
-                w = _whatif(st, g2, now, F, G, S)
+                w = _whatif(st, g2, now, F, G, S, artifact)
                 w.version = version
                 whatif[i] = w
                 m[i] = (gpu_seconds(w.alloc, w.end) - cur_gs[i]) / (g2 - g)
@@ -459,7 +460,7 @@ def allocate_free(
         g2 = next_level(st.job.levels, g)
         w = whatif[pick]
         if w is None or w.version != version:  # a reused what-if holds an older profile
-            w = _whatif(st, g2, now, F, G, S)
+            w = _whatif(st, g2, now, F, G, S, artifact)
         changed_at = _first_change(F.times, F.values, w.times, w.values, now)
         F.times, F.values = w.times, w.values
         states[pick] = replace(
@@ -949,7 +950,8 @@ class _WhatIf:
     version: int = 0  # allocate_free's grant count when computed (times/values match it)
 
 
-def _whatif(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float) -> _WhatIf:
+def _whatif(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float,
+            artifact: bool = False) -> _WhatIf:
     """The what-if plan of 2.7 step 2 for ``st`` forced to ``g2`` GPUs on its first segment.
 
     ``F`` plus the job's own plan is compressed (the artifact merges equal neighbours
@@ -958,6 +960,7 @@ def _whatif(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float) -> 
     its slot-aligned end fits there and it meets its deadline; otherwise it runs ``g2``
     on it (measured to the exact deadline when ``t1 = D^``) and the rest is planned from
     ``t1``. Works on a copy of ``F``; the returned lists are the profile to commit.
+    ``artifact`` keeps the artifact's over-commitment when ``D^`` splits the first segment.
     """
     job = st.job
     D = job.deadline
@@ -981,10 +984,14 @@ def _whatif(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float) -> 
         _reserve(times, values, i0, g2, E)
         _compress(times, values)
         return _WhatIf([(now, g2)], E, R, True, times, values, t1, False, t1)
-    # run g2 on [now, t1) and plan the rest from t1; D^ is a breakpoint from here on,
-    # and only F(now) is reduced (as in the artifact, even if D^ splits the segment)
+    # run g2 on [now, t1) and plan the rest from t1; D^ is a breakpoint from here on.
+    # [ARTIFACT] only F(now) is reduced, so when D^ splits [now, t1) the job's GPUs on
+    # [D^, t1) stay free in F (an over-commitment the next instant's re-plan undoes);
+    # clean mode reduces the whole segment
     if now < Dh < INF:
         _ensure(times, values, Dh)
+        if not artifact and Dh < t1:
+            values[i0 + 1] -= g2
     seg = (D - now) if t1 == Dh else (t1 - now)
     rest_work = W - r * seg
     if rest_work <= 0 or t1 == INF:  # [DECIDE] the artifact cannot reach this (it asserts)
