@@ -120,18 +120,24 @@ def set_dotted(data: dict[str, Any], assignment: str) -> None:
     cur[parts[-1]] = value
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Read and validate a scenario file, applying ``--set`` overrides."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("scenario file not found", file=path)
+def read_yaml(path: Path, what: str) -> tuple[object, str]:
+    """Parse a YAML file: ``(data, text)``; a missing file or bad YAML is an InputError
+    naming the file (and line)."""
+    if not path.is_file():
+        raise InputError(f"{what} file not found", file=path)
     text = path.read_text()
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text), text
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", file=path,
                          line=(mark.line + 1) if mark else None) from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read and validate a scenario file, applying ``--set`` overrides."""
+    path = Path(path)
+    data, text = read_yaml(path, "scenario")
     if data is None:
         data = {}
     if not isinstance(data, dict):

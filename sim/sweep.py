@@ -62,10 +62,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from sim.errors import InputError
-from sim.scenario import KEYS, Scenario, _line_map, scenario_from_dict, set_dotted
+from sim.scenario import KEYS, Scenario, _line_map, read_yaml, scenario_from_dict, set_dotted
 from sim.store import RunRecord, Store, canonical_json, key_version, run_key
 from sim.traces.generate import generate_trace
 
@@ -118,15 +117,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
             missing trace or cluster file, malformed trace: naming file, line and field.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("grid file not found", file=path)
-    text = path.read_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", file=path,
-                         line=(mark.line + 1) if mark else None) from None
+    data, text = read_yaml(path, "grid")
     return grid_from_dict(data, source=str(path), lines=_line_map(text),
                           base_dir=str(path.parent), overrides=overrides,
                           default_name=path.stem)
