@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sim.model.cluster_io import load_cluster
 from sim.model.job import JobSpec
 from sim.model.throughput import bundled_table
 from sim.policies.ef import ef_max_gpu
-from sim.traces import read_trace
-from tests.toy import N1G8, TOY_JOBS, rows, run
+from tests.toy import N1G8, TOY_JOBS, rows, run, run_fig8a
 
 ROOT = Path(__file__).resolve().parents[1]
 T4 = bundled_table("T4")
@@ -54,15 +52,7 @@ def test_figure10_ratio(policy, ratio):
 
 @pytest.mark.parametrize("policy, ratio", [("ef-accessctrl", 0.7282), ("ef", 0.6667)])
 def test_figure8a_ratio(policy, ratio):
-    import tests.toy as toy
-
-    cluster = load_cluster("n16g4")
-    jobs = read_trace(ROOT / "traces" / "elasticVpollux_e.csv", table=T4, cluster=cluster)
-    old, toy.TABLE = toy.TABLE, T4
-    try:
-        res = run(policy, jobs, cluster, slot_s=60)
-    finally:
-        toy.TABLE = old
+    res = run_fig8a(policy)
     assert res.summary["deadline_satisfactory_ratio"] == pytest.approx(ratio, abs=0.02)
 
 

@@ -37,17 +37,9 @@ def test_fig10_matches_artifact():
 
 
 @pytest.mark.slow
-def test_fig8a_matches_artifact(monkeypatch):
+def test_fig8a_matches_artifact():
     # n16g4: 8- and 16-GPU jobs span several nodes, so their classes re-spread on grow
-    from sim.model.cluster_io import load_cluster
-    from sim.model.throughput import bundled_table
-    from sim.traces import read_trace
-
-    t4 = bundled_table("T4")
-    monkeypatch.setattr(toy, "TABLE", t4)
-    c = load_cluster("n16g4")
-    jobs = read_trace(toy.FIG10.parent / "elasticVpollux_e.csv", table=t4, cluster=c)
-    s = run("gandiva", jobs, c, slot_s=60).summary
+    s = toy.run_fig8a("gandiva").summary
     assert s["deadline_satisfactory_ratio"] == pytest.approx(0.0923, abs=5e-5)  # 18 / 195
 
 

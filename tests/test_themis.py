@@ -181,21 +181,13 @@ def test_optimum_defaults_to_the_centre_under_the_artifact_preset(artifact, cent
 
 
 @pytest.mark.slow
-def test_fig8a_matches_the_paper(monkeypatch):
-    from sim.model.cluster_io import load_cluster
-    from sim.model.throughput import bundled_table
-    from sim.traces import read_trace
-
-    t4 = bundled_table("T4")
-    monkeypatch.setattr(toy, "TABLE", t4)
-    c = load_cluster("n16g4")
-    jobs = read_trace(toy.FIG10.parent / "elasticVpollux_e.csv", table=t4, cluster=c)
-    s = run("themis", jobs, c, slot_s=60).summary
+def test_fig8a_matches_the_paper():
+    s = toy.run_fig8a("themis").summary
     # paper plot 0.312 (the artifact at HEAD does not finish Figure 8(a)); ECOS on the
     # artifact's program and the analytic centre meet the same 61 deadlines
     assert s["deadline_satisfactory_ratio"] == pytest.approx(0.313, abs=0.02)
     assert s["deadline_satisfactory_ratio"] == pytest.approx(61 / 195)
-    smallest = run("themis", jobs, c, slot_s=60, params={"optimum": "smallest"}).summary
+    smallest = toy.run_fig8a("themis", params={"optimum": "smallest"}).summary
     assert smallest["deadline_satisfactory_ratio"] == pytest.approx(46 / 195)
 
 

@@ -35,13 +35,13 @@ TABLE = bundled_table("A100")
 
 
 def run(name: str, jobs: list[JobSpec], cluster: ClusterSpec, *, artifact: bool = True,
-        slot_s: float = 240, params: dict | None = None) -> RunResult:
+        slot_s: float = 240, params: dict | None = None, table=None) -> RunResult:
     """Run policy ``name`` on ``jobs`` (artifact preset by default, no comm slowdown)."""
     preset = "elasticflow-artifact" if artifact else "clean"
     scn = Scenario(name="t", trace="-", policy=name, slot_s=slot_s, preset=preset, comm="none",
                    params=dict(params or {}))
     policy = registry.create(name, params, artifact=artifact)
-    return run_prepared(Prepared(scn, jobs, cluster, TABLE, policy))
+    return run_prepared(Prepared(scn, jobs, cluster, table or TABLE, policy))
 
 
 def rows(res: RunResult) -> list[tuple[int, float, float]]:
@@ -54,3 +54,14 @@ def fig10_jobs() -> list[JobSpec]:
     from sim.traces import read_trace
 
     return read_trace(FIG10, table=TABLE, cluster=N16G8)
+
+
+def run_fig8a(name: str, **kw) -> RunResult:
+    """Run ``name`` on Figure 8(a): elasticVpollux_e (195 jobs) on n16g4 T4, slot 60."""
+    from sim.model.cluster_io import load_cluster
+    from sim.traces import read_trace
+
+    t4 = bundled_table("T4")
+    cluster = load_cluster("n16g4")
+    jobs = read_trace(FIG10.parent / "elasticVpollux_e.csv", table=t4, cluster=cluster)
+    return run(name, jobs, cluster, slot_s=60, table=t4, **kw)
