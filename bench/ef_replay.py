@@ -40,7 +40,7 @@ def main() -> None:
     def go():
         return [allocate_free(*inp, **kw) for inp, kw in zip(inputs, kws)]
 
-    best = INF = float("inf")
+    best = float("inf")
     for _ in range(args.repeat - 1):
         inputs = [copy.deepcopy(c[:5]) for c in calls]
         t0 = time.process_time()
