@@ -29,13 +29,13 @@ Conventions
   2.2): ``F`` has a breakpoint at or before ``now``, every breakpoint at or after ``now``
   lies on the grid ``now + k*S``, and ``F``'s last value equals ``G``.
 
-Cost: one :func:`plan` call is ``O(B)`` list operations plus an early-exit backward walk,
-where ``B`` is the number of breakpoints of ``F`` before the job's deadline (the candidate
-level comes from per-level totals, so failing levels cost no extra pass); it copies nothing
-when committing. :func:`allocate_free` must re-evaluate the what-if plan of every job that can
-grow after each grant (2.7 step 4), i.e. ``O(grants * jobs * B)``; a what-if whose inputs a
-grant provably did not touch is reused (exactly the same result), which skips about two
-thirds of them on the ITP traces.
+Cost: one :func:`plan` call is ``O(B)`` list operations (its sequential sums run in
+``itertools.accumulate``), where ``B`` is the number of breakpoints of ``F`` before the
+job's deadline; it copies nothing when committing. :func:`allocate_free` must know the
+what-if plan of every job that can grow after each grant (2.7 step 4); it recomputes only
+those a grant can have changed (about 1 in 9 on the ITP traces), most of them in closed
+form with a few bisections, and tests the others in bulk per grant (see the fast-path
+section at the end of this module).
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from itertools import compress, repeat
-from operator import add, mul, ne, sub
+from heapq import heappop, heappush
+from itertools import accumulate, compress, repeat
+from operator import add, ge, mul, ne, sub
+
+import numpy as np
 
 __all__ = [
     "FreeResult",
@@ -383,12 +386,15 @@ def allocate_free(
     there the job ends inside it, otherwise it runs ``g'`` on that segment and :func:`plan`
     plans the remaining work from ``t1`` (level search from the smallest level).
 
-    ``cache=True`` (default) reuses a job's what-if across a grant when the grant provably did
-    not touch anything it read: its first segment and ``F`` on ``(now, horizon]``, where the
-    horizon is the last time the planner looked at (``t1`` if the job ends in its first
-    segment, ``D^`` if the remainder meets a level, the end of the finishing segment or
-    ``inf`` otherwise). The result is identical to ``cache=False``, the literal reference
-    (property-tested); it only skips work.
+    ``cache=True`` (default) keeps a job's ``m`` across a grant when a certificate shows the
+    grant cannot change it (same ``t1``; ``F`` still saturates the job's level on its window;
+    no breakpoint moved where the planner crosses the work or where the job finishes; or,
+    off that path, ``F`` unchanged on ``(now, horizon]``), computes the common what-ifs in
+    closed form, and commits a what-if by applying its change to ``F`` directly (see
+    :func:`_allocate_free_fast`). Every float decision it relies on has a margin far above
+    rounding, so the result is identical to ``cache=False``, the literal reference
+    (property-tested, and replayed on whole traces by ``bench/ef_replay.py``); it only
+    skips work.
 
     [ARTIFACT] ``m_j`` is the *increase* in planned GPU time per extra GPU and the order is
     descending (largest increase first), and 0-GPU jobs (``+inf``) take leftovers before any
@@ -420,6 +426,8 @@ def allocate_free(
     for st in states:
         if st.alloc and alloc_at(st.alloc, now) != st.num_gpu:
             raise ValueError(f"job {st.job.key!r}: num_gpu {st.num_gpu} != its plan at now")
+    if cache and F.times[0] == now:
+        return _allocate_free_fast(states, keys, A, now, F, G, S, artifact)
 
     cur_gs = [gpu_seconds(st.alloc, st.end) for st in states]
     m: list[float] = [0.0] * n
@@ -816,6 +824,10 @@ def _plan_core(
                 f"job {job.key!r}: free capacity never reaches its smallest level "
                 "(F's last value must be G)"
             )
+        if ln[-1] > 0:  # all lengths positive: the sums below are monotone
+            found = _plan_found(job, W, D, Dh, i0, seg_t, fidx, ln, nu, times, values, S)
+            if found is not None:
+                return found
 
         # Step 2: level search by backward fill (first level whose backward sum reaches W).
         # A level's total does not depend on the order of segments, so the candidate level
@@ -922,6 +934,56 @@ def _plan_core(
         _compress(times, values)
         return _steps(alloc_t, alloc_g), E, R, False, horizon
     raise AssertionError("unreachable: the last segment is unbounded")
+
+
+def _plan_found(job: PlanJob, W: float, D: float, Dh: float, i0: int, seg_t: list[float],
+                fidx: list[int], ln: list[float], nu: int, times: list[float],
+                values: list[int], S: float) -> tuple[Steps, float, float, bool, float] | None:
+    """Steps 2-3 of :func:`_plan_core` when a level is found and the job finishes before
+    ``D^`` (else ``None``, with nothing changed): the same float operations in the same
+    order, with the sequential sums done by ``accumulate``. The level is the first whose
+    sequential backward sum reaches W (``_plan_core``'s grouped candidate only skips
+    levels whose sums fall short by far more than rounding)."""
+    tab = job._tab
+    nseg = len(seg_t)
+    fidx_r = fidx[::-1]
+    ln_r = ln[::-1]
+    u = 0
+    acc: list[float] = []
+    for u in range(1, min(nu, max(1, max(fidx))) + 1):
+        acc = list(accumulate(map(mul, map(tab.cap[u - 1].__getitem__, fidx_r), ln_r)))
+        if acc[-1] >= W:
+            break
+    else:
+        return None
+    kP = nseg - 1 - bisect_left(acc, W)
+    fs = list(map(min, fidx[:kP], repeat(u - 1)))
+    fs += map(min, fidx[kP:], repeat(u))
+    rt = tab.rt
+    its = list(map(mul, map(rt.__getitem__, fs), ln))
+    Wrs = list(accumulate(its, sub, initial=W))
+    try:
+        fin = list(map(ge, its, Wrs)).index(True)
+    except ValueError:
+        return None
+    f = fs[fin]
+    r = rt[f]
+    seg = ln[fin]
+    d = math.ceil(Wrs[fin] / r)
+    if seg != INF:
+        d = min(d, math.ceil(seg))  # float noise: never spill past the segment
+    k = i0 + fin
+    R = times[k] + d
+    E = times[k] + align(0, d, S)
+    lv = tab.lv
+    steps = _steps(seg_t[: fin + 1], list(map(lv.__getitem__, fs[: fin + 1])))
+    if fin + 1 < nseg:
+        steps.append((times[k + 1], 0))
+    if fin:
+        values[i0:k] = map(sub, values[i0:k], map(lv.__getitem__, fs[:fin]))
+    _reserve(times, values, k, lv[f], E)
+    _compress(times, values)
+    return steps, E, R, R <= D, Dh
 
 
 def _reserve(times: list[float], values: list[int], k: int, a: int, E: float) -> None:
@@ -1075,3 +1137,924 @@ def _first_change(
     if j < nn:
         return t_new[j]
     return INF
+
+
+# ---------------------------------------------------------------------------
+# allocate_free, fast path: what-ifs reused under a certificate
+# ---------------------------------------------------------------------------
+#
+# After a grant, the literal loop (2.7 step 4) recomputes the what-if of every job that can
+# grow. Almost every grant changes F somewhere inside every other job's planning window, yet
+# the what-if's GPU time (all that ``m`` needs) rarely changes. The rest plan (from t1) reads
+# F only through (a) t1, (b) the "flags" ``min(floor_index(F + own), u)`` on the window
+# ``[t1, D^)``, u the level it finds, and (c) the breakpoints where the planner decides
+# something: the switch point ``t_P`` (where the backward fill crosses the work) and the
+# segment the job finishes in. Any other breakpoint only splits a segment into two of the
+# same rate: the exact (real-valued) sums stay the same and the float ones move by rounding
+# (< 1e-12 relative), which cannot flip a decision that had a margin of ``_TOL`` relative.
+# So a what-if is reused when the grant provably left (a), (b) and (c) alone and each of its
+# decisions had that margin when it was computed; anything else is recomputed.
+#
+# When F is large enough on the whole window that every flag is saturated (the usual case),
+# the rest plan has a closed form: level u is the first whose rate covers the work over
+# ``[t1, D)``, ``t_P`` is the last breakpoint before ``D - W'/rate_u``, and so on
+# (:func:`_sat_eval`), so a what-if costs a few bisections instead of a pass over F. Its
+# decisions carry the same margins, so it returns exactly what the sequential code would;
+# without the margins (or off the common path) the sequential mirror (:func:`_rest_eval`)
+# or :func:`_whatif` itself runs.
+#
+# ``cache=False`` is the literal reference; the property tests and bench/ef_replay.py check
+# that both give identical results.
+
+_TOL = 1e-10
+"""Relative margin required of each float decision a reused or closed-form what-if relies
+on. The float error of any sum the planner forms is below ``n * 2**-53`` relative (n
+segments), i.e. < 1e-12 for n < 10**4, so a decision with this margin comes out the same on
+any segmentation of the same flags."""
+
+_T1, _PLAN, _HZ = 1, 2, 3
+"""Certificate kinds: the result depends on t1 only; on t1, flags and zones; the original
+horizon rule (F unchanged on (now, horizon] and the same t1)."""
+
+
+@dataclass(slots=True)
+class _Eval:
+    """A what-if plan (2.7 step 2), what committing it reserves, and what it depends on."""
+
+    gs: float  # gpu_seconds(alloc, end)
+    t1: float
+    Dh: float
+    kind: int
+    alloc: Steps
+    end: float
+    real_end: float
+    feasible: bool
+    first_end: float  # committing reserves g' on [now, first_end) ...
+    rest: Steps | None  # ... then these steps until `end`; None: commit via _whatif
+    horizon: float = INF  # _HZ
+    lo: float = INF  # _PLAN: flags window [lo, hi)
+    hi: float = -INF
+    theta: int = 0  # _PLAN: the flags are saturated where F >= theta
+    zones: tuple[float, ...] = ()  # _PLAN: closed intervals (lo, hi, lo, hi, ...) in which
+    # no breakpoint may change
+    own: tuple[tuple[float, int, bool], ...] = ()
+    """_PLAN: own change points inside a zone: (time, own plan's jump, F + own jumps there)"""
+    whatif: _WhatIf | None = None  # computed by _whatif itself (on the profile of `version`)
+    version: int = -1
+    sat: tuple | None = None  # computed by _sat_eval: its flag-only part
+    full: bool = False  # while certified, the whole result (not only gs) stays exact
+
+
+def _step_fn(steps: Sequence[tuple[float, int]], start: float, end: float
+             ) -> tuple[list[float], list[int]]:
+    """``steps`` held on ``[start, end)`` (0 elsewhere) as a compressed step function from
+    ``start``: the function :func:`_add_back` adds."""
+    ts: list[float] = [start]
+    vs: list[int] = [0]
+    n = len(steps)
+    for idx in range(n):
+        t, g = steps[idx]
+        lo = t if t > start else start
+        nt = steps[idx + 1][0] if idx + 1 < n else end
+        hi = nt if nt < end else end
+        if not g or lo >= hi:
+            continue
+        if lo == ts[-1]:
+            vs[-1] = g
+        else:
+            ts.append(lo)
+            vs.append(g)
+        if hi != INF:
+            ts.append(hi)
+            vs.append(0)
+    if len(ts) > 1:
+        _compress(ts, vs)
+    return ts, vs
+
+
+def _own_steps(st: JobAlloc, now: float) -> tuple[list[float], list[int]]:
+    """The job's own plan on ``[now, inf)`` as a compressed step function (0 after ``end``)."""
+    return _step_fn(st.alloc, now, st.end)
+
+
+def _t1_of(own: tuple[list[float], list[int]], now: float, F: Profile, Dh: float) -> float:
+    """``t1`` of :func:`_whatif` on ``F``: the first time after ``now`` where ``F`` plus the
+    job's own plan ``own`` (see :func:`_own_steps`) changes value, else ``D^``."""
+    Ft, Fv = F.times, F.values
+    own_t, own_v = own
+    i = bisect_right(Ft, now)
+    nF, no = len(Ft), len(own_t)
+    f = Fv[i - 1]
+    o = own_v[0]
+    base = f + o
+    j = 1
+    while True:
+        x_f = Ft[i] if i < nF else INF
+        x_o = own_t[j] if j < no else INF
+        x = x_f if x_f < x_o else x_o
+        if x == INF:
+            return Dh
+        if x_f == x:
+            f = Fv[i]
+            i += 1
+        if x_o == x:
+            o = own_v[j]
+            j += 1
+        if f + o != base:
+            return x
+
+
+def _bp_pred(Ft: list[float], Fv: list[int], own_t: list[float], own_v: list[int],
+             x: float, lo: float) -> float:
+    """The last breakpoint of compressed ``F + own`` in ``(lo, x]``, else ``lo``. ``F`` is
+    compressed, so a breakpoint of only one of the two is always one of the sum."""
+    i = bisect_right(Ft, x) - 1
+    j = bisect_right(own_t, x) - 1
+    while True:
+        a = Ft[i] if i >= 1 else -INF
+        b = own_t[j] if j >= 1 else -INF
+        c = a if a > b else b
+        if c <= lo:
+            return lo
+        if a != b or (Fv[i] - Fv[i - 1]) + (own_v[j] - own_v[j - 1]):
+            return c
+        i -= 1
+        j -= 1
+
+
+def _bp_succ(Ft: list[float], Fv: list[int], own_t: list[float], own_v: list[int],
+             x: float, hi: float) -> float:
+    """The first breakpoint of compressed ``F + own`` in ``(x, hi)``, else ``hi``."""
+    i = bisect_right(Ft, x)
+    j = bisect_right(own_t, x)
+    nF, no = len(Ft), len(own_t)
+    while True:
+        a = Ft[i] if i < nF else INF
+        b = own_t[j] if j < no else INF
+        c = a if a < b else b
+        if c >= hi:
+            return hi
+        if a != b or (Fv[i] - Fv[i - 1]) + (own_v[j] - own_v[j - 1]):
+            return c
+        i += 1
+        j += 1
+
+
+def _own_entries(zones: tuple[float, ...], own: tuple[list[float], list[int]],
+                 hjump: Callable[[float, int], bool]) -> tuple[tuple[float, int, bool], ...]:
+    """The own change points inside ``zones`` (flat ``lo, hi, ...``): (time, the own
+    plan's jump, whether ``F`` + own jumps there)."""
+    own_t, own_v = own
+    return tuple(
+        (y, jump, hjump(y, jump))
+        for y, jump in zip(own_t[1:], map(sub, own_v[1:], own_v))
+        if any(zones[k] <= y <= zones[k + 1] for k in range(0, len(zones), 2))
+    )
+
+
+def _whatif_eval(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float,
+                 own: tuple[list[float], list[int]], artifact: bool) -> _Eval:
+    """:func:`_whatif` (plan, end, real end, feasibility, and what committing reserves),
+    with a certificate. Same decisions as :func:`_whatif` on every path: the early
+    returns are copied; the rest plan comes from :func:`_sat_eval`, else the sequential
+    mirror :func:`_rest_eval`, else :func:`_whatif` itself."""
+    job = st.job
+    D = job.deadline
+    Dh = align(now, D, S)
+    t1 = _t1_of(own, now, F, Dh)
+    r = job._tab.rate.get(g2)
+    if r is None:
+        r = job.rate_at(g2)
+    W = job.work
+    d = math.ceil(W / r)
+    if t1 != INF:
+        d = min(d, math.ceil(t1 - now)) if r * (t1 - now) >= W else d
+    R = now + d
+    E = now + align(0, d, S)
+    alloc = [(now, g2)]
+    if t1 >= E and R <= D:
+        return _Eval(gpu_seconds(alloc, E), t1, Dh, _T1, alloc, E, R, True, E, [], full=True)
+    seg = (D - now) if t1 == Dh else (t1 - now)
+    Wp = W - r * seg
+    split = now < Dh < t1  # D^ splits the forced segment
+    if Wp <= 0 or t1 == INF:
+        # clean mode also reserved [D^, t1) once more before this branch (_whatif)
+        return _Eval(gpu_seconds(alloc, E), t1, Dh, _T1, alloc, E, R, R <= D, E,
+                     None if split and not artifact else [], full=True)
+    first_end = Dh if split and artifact else t1
+    ev = _sat_eval(job, g2, now, F, own, t1, Dh, Wp, G, S, first_end)
+    if ev is not None:
+        return ev
+    times = F.times[:]
+    values = F.values[:]
+    _add_back(times, values, st.alloc, now, st.end)
+    i0 = _ensure(times, values, now)
+    _compress_from(times, values, i0)
+    if now < Dh < INF:
+        _ensure(times, values, Dh)
+    iF = bisect_right(F.times, now)
+    reads_now = t1 < (F.times[iF] if iF < len(F.times) else INF)
+    ev = _rest_eval(job, Wp, t1, times, values, G, S, Dh, now, g2, own,
+                    INF if reads_now else Dh, first_end)
+    if ev is not None:
+        return ev
+    w = _whatif(st, g2, now, F, G, S, artifact)
+    return _Eval(gpu_seconds(w.alloc, w.end), w.t1, Dh, _HZ, w.alloc, w.end, w.real_end,
+                 w.feasible, 0.0, None, w.horizon, whatif=w)
+
+
+def _sat_eval(job: PlanJob, g2: int, now: float, F: Profile,
+              own: tuple[list[float], list[int]], t1: float, Dh: float, Wp: float, G: int,
+              S: float, first_end: float) -> _Eval | None:
+    """The rest plan in closed form when ``F >= lv_u`` on all of ``[t1, D)`` (every flag
+    saturated), u the level found; ``None`` when that does not hold or a decision lacks
+    the ``_TOL`` margin.
+
+    Saturated, segment k of the window adds ``rate_u * len_k`` to the backward fill at
+    level u, so (exactly, up to rounding) level u passes iff ``rate_u * (D - t1) >= W'``,
+    the backward fill crosses W' at the last breakpoint ``t_P <= D - W'/rate_u``, and the
+    forward walk runs level u-1 on ``[t1, t_P)`` and level u from ``t_P`` and reaches the
+    work at ``x_f``, in the segment containing ``x_f``.
+    """
+    D = job.deadline
+    if D == INF or not t1 < D:
+        return None
+    d = D - t1  # align(t1, D, S) must be D^ (as in _rest_eval)
+    if t1 + (-(-d // S) * S if type(d) is int and type(S) is int
+             else math.ceil(d / S) * S) != Dh:
+        return None
+    nu = bisect_right(job.levels, G)
+    tab = job._tab
+    rt = tab.rt
+    span = D - t1
+    tol = _TOL * Wp
+    u = 0
+    for k in range(1, nu + 1):
+        T = rt[k] * span
+        if T >= Wp + tol:
+            u = k
+            break
+        if T > Wp - tol:
+            return None
+    if not u:
+        return None
+    lv = tab.lv
+    theta = lv[u]
+    Ft = F.times
+    if min(F.values[bisect_right(Ft, t1) - 1 : bisect_left(Ft, D)]) < theta:
+        return None
+    rho = rt[u]
+    sat = (D, Wp, tol, tol / rho, rho, rt[u - 1], lv[u - 1], theta,
+           D - (Wp + tol) / rho, D - (Wp - tol) / rho, math.nextafter(Dh, -INF))
+    return _sat_finish(g2, now, F, own, t1, Dh, S, first_end, sat)
+
+
+def _sat_finish(g2: int, now: float, F: Profile, own: tuple[list[float], list[int]],
+                t1: float, Dh: float, S: float, first_end: float,
+                sat: tuple) -> _Eval | None:
+    """The part of :func:`_sat_eval` that reads the breakpoints (and not the flags): also
+    re-run on its own when a grant changed breakpoints but not the flags."""
+    D, Wp, tol, tt, rho, rho_p, lv_p, theta, s_lo, s_hi, Dm = sat
+    Ft, Fv = F.times, F.values
+    own_t, own_v = own
+    if D < Dh and (bisect_left(Ft, D) != bisect_left(Ft, Dh)
+                   or bisect_left(own_t, D) != bisect_left(own_t, Dh)):
+        return None  # the window's last segment might start in [D, D^)
+    # t_P: the last breakpoint of F + own at or before s_hi (see _bp_pred)
+    i = bisect_right(Ft, s_hi) - 1
+    a = Ft[i] if i >= 1 else -INF
+    k = bisect_right(own_t, s_hi) - 1
+    b = own_t[k] if k >= 1 else -INF
+    if a != b:
+        t_P = a if a > b else b
+        if t_P <= t1:
+            t_P = t1
+    else:
+        t_P = _bp_pred(Ft, Fv, own_t, own_v, s_hi, t1)
+    if t_P > s_lo:
+        return None
+    rem = Wp - rho_p * (t_P - t1)
+    x_f = t_P + rem / rho
+    x_lo = x_f - 2 * tt
+    if x_lo < t_P:
+        return None
+    # the segment [s_f, s_f1) the job finishes in
+    i = bisect_right(Ft, x_lo)
+    k = bisect_right(own_t, x_lo)
+    a = Ft[i - 1] if i >= 2 else -INF
+    b = own_t[k - 1] if k >= 2 else -INF
+    if a != b:
+        s_f = a if a > b else b
+        if s_f <= t_P:
+            s_f = t_P
+    else:
+        s_f = _bp_pred(Ft, Fv, own_t, own_v, x_lo, t_P)
+    a = Ft[i] if i < len(Ft) else INF
+    b = own_t[k] if k < len(own_t) else INF
+    if a != b:
+        s_f1 = a if a < b else b
+        if s_f1 >= Dh:
+            s_f1 = Dh
+    else:
+        s_f1 = _bp_succ(Ft, Fv, own_t, own_v, x_lo, Dh)
+    if s_f1 < x_f + tt:
+        return None
+    last = s_f1 >= Dh
+    dq = (rem - rho * (s_f - t_P)) / rho
+    if abs(dq - round(dq)) <= tt + 1e-9:
+        return None
+    d = math.ceil(dq)
+    d = min(d, math.ceil((D if last else s_f1) - s_f))
+    R = s_f + d
+    E = s_f + (-(-d // S) * S if type(S) is int else math.ceil(d / S) * S)  # align(0, d, S)
+    # the plan (compress_steps of the sequential one's steps)
+    if t_P > t1:
+        rest = [(t1, lv_p), (t_P, theta)]
+        alloc = [(now, g2), (t1, lv_p), (t_P, theta)] if lv_p != g2 else [(now, g2),
+                                                                         (t_P, theta)]
+    else:
+        rest = [(t_P, theta)]
+        alloc = [(now, g2), (t_P, theta)] if theta != g2 else [(now, g2)]
+    # on the grid, moving the finishing segment's start only shifts d by whole slots:
+    # R and E stay (see _allocate_free_fast for breakpoints off the grid)
+    on_grid = (s_f - now) % S == 0
+    if on_grid and own_t[-1] > s_f:
+        for y in own_t:
+            if y > s_f and (y - now) % S:
+                on_grid = False
+                break
+    zones: tuple[float, ...]
+    if last:
+        zones = (t_P, s_hi + 1.0, x_lo - 1.0 if on_grid else s_f, Dm)
+    else:
+        alloc.append((s_f1, 0))
+        zones = (t_P, s_hi + 1.0, x_lo - 1.0, s_f1)
+    if D < Dh:
+        zones += (D, Dm)
+    ents: tuple[tuple[float, int, bool], ...] = ()
+    for k in range(1, len(own_t)):
+        y = own_t[k]
+        if (zones[0] <= y <= zones[1] or zones[2] <= y <= zones[3]
+                or (len(zones) > 4 and zones[4] <= y <= zones[5])):
+            jump = own_v[k] - own_v[k - 1]
+            i = bisect_left(Ft, y)
+            jf = Fv[i] - Fv[i - 1] if i < len(Ft) and Ft[i] == y else 0
+            ents += ((y, jump, jf + jump != 0),)
+    gs = 0.0  # gpu_seconds(alloc, E)
+    t, g = alloc[0]
+    for k in range(1, len(alloc)):
+        t_next, g_next = alloc[k]
+        if g:
+            gs += g * (t_next - t)
+        t, g = t_next, g_next
+    if g:
+        gs += g * (E - t)
+    return _Eval(gs, t1, Dh, _PLAN, alloc, E, R, R <= D, first_end, rest,
+                 INF, t1, Dh, theta, zones, ents, None, -1, sat, on_grid or last)
+
+
+def _rest_eval(job: PlanJob, Wp: float, t1: float, times: list[float], values: list[int],
+               G: int, S: float, Dh: float, now: float, g2: int,
+               own: tuple[list[float], list[int]], horizon: float,
+               first_end: float) -> _Eval | None:
+    """The rest plan, ``_plan_core(job, Wp, t1, ...)`` on the what-if profile
+    ``times``/``values`` (read only), when a level is found and the job finishes before
+    ``D^``; ``None`` on any other path. Same float operations in the same order."""
+    D = job.deadline
+    levels = job.levels
+    nu = bisect_right(levels, G)
+    if not nu or not (t1 < Dh) or align(t1, D, S) != Dh:
+        return None
+    i1 = bisect_left(times, t1)
+    if i1 >= len(times) or times[i1] != t1:
+        return None
+    iD = len(times) if Dh == INF else bisect_left(times, Dh, i1)
+    nseg = iD - i1
+    if nseg <= 0:
+        return None
+    tab = job._tab
+    seg_t = times[i1:iD]
+    seg_v = values[i1:iD]
+    if min(seg_v) >= 0 and max(seg_v) <= G:
+        fidx = list(map(_floor_index(levels, G).__getitem__, seg_v))
+    else:
+        fidx = [bisect_right(levels, v) for v in seg_v]
+    ln = list(map(sub, times[i1 + 1 : iD], seg_t))
+    ln.append(D - seg_t[-1])
+    if not ln[-1] > 0 or (ln[-1] == INF and fidx[-1] == 0):
+        return None
+    u_top = min(nu, max(1, max(fidx)))
+    fidx_r = fidx[::-1]
+    ln_r = ln[::-1]
+    # Level search: the first u <= u_top whose sequential backward sum reaches Wp (the
+    # grouped candidate of _plan_core only skips levels that provably fail).
+    u_found = 0
+    fail_max = 0.0
+    acc: list[float] = []
+    capu: tuple[float, ...] = ()
+    for u in range(1, u_top + 1):
+        capu = tab.cap[u - 1]
+        acc = list(accumulate(map(mul, map(capu.__getitem__, fidx_r), ln_r)))
+        if acc[-1] >= Wp:
+            u_found = u
+            break
+        if acc[-1] > fail_max:
+            fail_max = acc[-1]
+    if not u_found:
+        return None
+    kP_r = bisect_left(acc, Wp)
+    kP = nseg - 1 - kP_r
+    u_prev = u_found - 1
+    fs = list(map(min, fidx[:kP], repeat(u_prev)))
+    fs += map(min, fidx[kP:], repeat(u_found))
+    rt = tab.rt
+    its = list(map(mul, map(rt.__getitem__, fs), ln))
+    Wrs = list(accumulate(its, sub, initial=Wp))
+    try:
+        fin = list(map(ge, its, Wrs)).index(True)
+    except ValueError:
+        return None
+    f = fs[fin]
+    r = rt[f]
+    Wr = Wrs[fin]
+    segl = ln[fin]
+    dq = Wr / r
+    dd = math.ceil(dq)
+    if segl != INF:
+        dd = min(dd, math.ceil(segl))
+    tk = seg_t[fin]
+    R = tk + dd
+    E = tk + align(0, dd, S)
+    lv = tab.lv
+    rest = _steps(seg_t[: fin + 1], list(map(lv.__getitem__, fs[: fin + 1])))
+    last = fin + 1 >= nseg
+    alloc = compress_steps([(now, g2), *rest] if last else [(now, g2), *rest,
+                                                            (seg_t[fin + 1], 0)])
+    gs = gpu_seconds(alloc, E)
+    res = (alloc, E, R, R <= D, first_end, rest)
+
+    # Certificate: every decision above with margin _TOL.
+    tol = _TOL * Wp
+    acc_P = acc[kP_r]
+    acc_next = acc[kP_r - 1] if kP_r else 0.0
+    if not (fail_max <= Wp - tol and acc_P >= Wp + tol and acc_next <= Wp - tol
+            and Wr >= 2 * tol and its[fin] - Wr >= tol
+            and dd == math.ceil(dq) and abs(dq - round(dq)) > tol / r + 1e-9):
+        return _Eval(gs, t1, Dh, _HZ, *res, horizon)
+    t_P = seg_t[kP]
+    e_P = D if kP == nseg - 1 else seg_t[kP + 1]
+    x_safe = e_P - (Wp - tol - acc_next) / capu[fidx[kP]]
+    zones: tuple[float, ...] = (t_P, x_safe + 1.0)
+    if last:
+        zones += (tk, math.nextafter(Dh, -INF))
+    else:
+        zones += (tk + (Wr - tol) / r - 1.0, seg_t[fin + 1])
+    if D < Dh:
+        zones += (D, math.nextafter(Dh, -INF))
+
+    def hjump(y: float, jump: int) -> bool:  # does the what-if profile change at y?
+        return values[bisect_right(times, y) - 1] != values[bisect_left(times, y) - 1]
+
+    return _Eval(gs, t1, Dh, _PLAN, *res, INF, t1, Dh, lv[u_found], zones,
+                 _own_entries(zones, own, hjump))
+
+
+def _commit(g2: int, now: float, F: Profile, ev: _Eval,
+            own: tuple[list[float], list[int]]
+            ) -> tuple[list[tuple[float, float, float]], list[float], float, list[float]]:
+    """Commit the what-if ``ev``: update ``F`` (lists owned by the caller) in place to the
+    profile :func:`_whatif` leaves, i.e. ``F`` plus the job's current plan ``own`` minus
+    what the what-if reserves, compressed (the representation is canonical, so building
+    it directly gives the very same lists). Returns what :func:`_profile_diff` would say
+    about the change, and the times where F's jumps may have changed.
+
+    The change ``delta`` is a short step function: values change exactly where it is not
+    0, a breakpoint can appear or vanish (and neighbours become equal) only where it
+    jumps."""
+    rest = ev.rest if ev.rest is not None else []
+    rt, rv = _step_fn([(now, g2), (ev.first_end, 0), *rest], now, ev.end)
+    dt, dv = _merge_sub(own[0], own[1], rt, rv)
+    T, V = F.times, F.values
+    n = len(dt)
+    # what changes, read off the old profile
+    pieces: list[tuple[float, float, float]] = []
+    k = 0
+    while k < n:
+        if not dv[k]:
+            k += 1
+            continue
+        a = dt[k]
+        mv = INF
+        while k < n and dv[k]:
+            hi = dt[k + 1] if k + 1 < n else INF
+            lo = min(V[bisect_right(T, dt[k]) - 1 : bisect_left(T, hi)])
+            if dv[k] < 0:
+                lo += dv[k]
+            if lo < mv:
+                mv = lo
+            k += 1
+        pieces.append((a, dt[k] if k < n else INF, mv))
+    bps: list[float] = []
+    first = INF
+    for k in range(1, n):
+        x = dt[k]
+        i = bisect_left(T, x)
+        old = i < len(T) and T[i] == x
+        jump = (V[i] - V[i - 1] if old else 0) + dv[k] - dv[k - 1]
+        if old != (jump != 0):
+            bps.append(x)
+            if first == INF:
+                first = x
+    for a, b, _ in pieces:
+        if a >= first:
+            break
+        i = bisect_right(T, now) if a <= now else bisect_left(T, a)
+        if i < len(T) and T[i] < b and T[i] < first:
+            first = T[i]
+    # apply it
+    for k in range(n):
+        d = dv[k]
+        if not d:
+            continue
+        i = _ensure(T, V, dt[k])
+        e = _ensure(T, V, dt[k + 1]) if k + 1 < n else len(T)
+        if e - i == 1:
+            V[i] += d
+        else:
+            V[i:e] = map(add, V[i:e], repeat(d, e - i))
+    for x in reversed(dt):
+        i = bisect_left(T, x)
+        if i and i < len(T) and T[i] == x and V[i] == V[i - 1]:
+            del T[i]
+            del V[i]
+    return pieces, bps, first, dt[1:]
+
+
+def _merge_sub(at: list[float], av: list[int], bt: list[float], bv: list[int]
+               ) -> tuple[list[float], list[int]]:
+    """``a - b`` for two step functions starting at the same time, compressed."""
+    ts: list[float] = [at[0]]
+    vs: list[int] = [av[0] - bv[0]]
+    i = j = 1
+    na, nb = len(at), len(bt)
+    x_a = at[1] if na > 1 else INF
+    x_b = bt[1] if nb > 1 else INF
+    a, b = av[0], bv[0]
+    while x_a != INF or x_b != INF:
+        x = x_a if x_a < x_b else x_b
+        if x_a == x:
+            a = av[i]
+            i += 1
+            x_a = at[i] if i < na else INF
+        if x_b == x:
+            b = bv[j]
+            j += 1
+            x_b = bt[j] if j < nb else INF
+        if a - b != vs[-1]:
+            ts.append(x)
+            vs.append(a - b)
+    return ts, vs
+
+
+def _profile_diff(
+    t_old: list[float], v_old: list[int], t_new: list[float], v_new: list[int], now: float,
+    hi: float,
+) -> tuple[list[tuple[float, float, float]], list[float], float]:
+    """How a grant changed ``F`` (both profiles compressed, equal after ``hi``): the maximal
+    intervals ``[a, b)`` after ``now`` where the values differ, each with the smallest value
+    either profile has there; the breakpoints after ``now`` present in only one of them;
+    and ``_first_change(t_old, v_old, t_new, v_new, now)``."""
+    pieces: list[tuple[float, float, float]] = []
+    io = bisect_right(t_old, now)
+    jn = bisect_right(t_new, now)
+    vo = v_old[io - 1]
+    vn = v_new[jn - 1]
+    no, nn = len(t_old), len(t_new)
+    io0, jn0 = io, jn
+    t = now
+    a = None
+    mv = 0
+    first = INF
+    while True:
+        x_o = t_old[io] if io < no else INF
+        x_n = t_new[jn] if jn < nn else INF
+        x = x_o if x_o < x_n else x_n
+        if vo != vn:
+            lo = vo if vo < vn else vn
+            if a is None:
+                a, mv = t, lo
+            elif lo < mv:
+                mv = lo
+        elif a is not None:
+            pieces.append((a, t, mv))
+            a = None
+        elif x > hi:
+            break  # equal from here on
+        if x == INF:
+            break
+        if x_o == x:
+            vo = v_old[io]
+            io += 1
+        if x_n == x:
+            vn = v_new[jn]
+            jn += 1
+        if first == INF and (x_o != x_n or vo != vn):
+            first = x
+        t = x
+    if a is not None:
+        pieces.append((a, INF, mv))
+    bps = sorted(set(t_old[io0:io]).symmetric_difference(t_new[jn0:jn]))
+    return pieces, bps, first
+
+
+def _own_ok(ev: _Eval, pieces: list[tuple[float, float, float]], F: Profile) -> bool:
+    """The own change points of a certificate: where ``F`` changed next to one, ``F`` plus
+    the job's plan must still jump there exactly when it did."""
+    for y, jump, status in ev.own:
+        for a, b, _ in pieces:
+            if a <= y <= b:
+                Ft, Fv = F.times, F.values
+                i = bisect_left(Ft, y)
+                jf = Fv[i] - Fv[i - 1] if i < len(Ft) and Ft[i] == y else 0
+                if (jf + jump != 0) != status:
+                    return False
+                break
+    return True
+
+
+_NZ = 3  # zones per certificate (crossing, finish, [D, D^))
+_NO_EVAL = _Eval(0.0, INF, INF, 0, [], INF, INF, False, INF, None)  # no what-if (m = +-inf)
+_NO_OWN: tuple[list[float], list[int]] = ([], [])  # own plan not built yet
+_NOZONES = (INF, -INF) * _NZ
+_NOFLAGS = (INF, -INF, 0.0)
+
+
+def _allocate_free_fast(states: list[JobAlloc], keys: list[Hashable], A: int, now: float,
+                        F: Profile, G: int, S: float, artifact: bool) -> FreeResult:
+    """:func:`allocate_free` with ``cache=True``: the literal loop of 2.7 step 4, except
+    that after a grant a job's ``m`` is only recomputed when the grant can have changed it.
+
+    A job's what-if (:func:`_whatif_eval`) comes with a certificate of what it depends on.
+    It survives a grant that changed ``F`` (by ``pieces``: intervals where the values
+    changed, with the lowest value either profile has there; ``bps``: breakpoints that
+    appeared or vanished) iff
+
+    * its ``t1`` is the same (only possible to change for every job when ``F``'s first
+      breakpoint after ``now`` moves, else only for jobs whose own plan changes there);
+    * kind ``_T1``: nothing else (the job ends in its forced first segment);
+    * kind ``_HZ``: ``F`` did not change on ``(now, horizon]`` (the original rule);
+    * kind ``_PLAN``: no piece with a value below ``theta`` overlaps ``[t1, D^)`` (the flags
+      stay saturated), no breakpoint changed inside its zones (around the switch point and
+      the end of the finishing segment), and ``F`` + own still jumps (or not) at each own
+      change point inside a zone.
+
+    A ``_PLAN`` job that fails only on zones or own points is re-derived from its kept flag
+    part (:func:`_sat_finish`); every other failure is recomputed. A certified what-if
+    whose whole result (not only ``gs``) provably survives (``full``) is committed as is
+    when picked; others are recomputed then. Commits apply the what-if's change to ``F``
+    in place (:func:`_commit`), which also yields ``pieces`` and ``bps``."""
+    n = len(states)
+    cur_gs = [gpu_seconds(st.alloc, st.end) for st in states]
+    m: list[float] = [0.0] * n
+    evs: list[_Eval] = [_NO_EVAL] * n
+    owns: list[tuple[list[float], list[int]]] = [_NO_OWN] * n
+    g2s = [next_level(st.job.levels, st.num_gpu) for st in states]
+    y1s = [INF] * n  # the own plan's first change after now, and its jump there
+    jo1s = [0] * n
+    version = 0
+    acts: set[int] = set()  # finite m: has a certificate
+    hz: set[int] = set()  # ... of kind _HZ
+    by_y1: dict[float, set[int]] = {}
+    by_own: dict[float, set[int]] = {}
+    c_lo = np.full(n, INF)  # _PLAN: flags window and threshold
+    c_hi = np.full(n, -INF)
+    c_th = np.zeros(n)
+    c_zlo = np.full(n * _NZ, INF)  # _PLAN: zones, _NZ per job
+    c_zhi = np.full(n * _NZ, -INF)
+    top_level = max((st.job.levels[-1] for st in states if st.job.levels), default=0)
+    heap: list[tuple[int, int, int]] = []  # (-step, job, stamp): who may drop out as A falls
+    stamps = [0] * n
+
+    def leave(i: int) -> None:
+        if i in acts:
+            acts.discard(i)
+            hz.discard(i)
+            by_y1[y1s[i]].discard(i)
+            ev = evs[i]
+            if ev.kind == _PLAN:
+                for y, _, _ in ev.own:
+                    by_own[y].discard(i)
+                c_lo[i] = INF
+                c_hi[i] = -INF
+                c_th[i] = 0
+                c_zlo[i * _NZ : i * _NZ + _NZ] = INF
+                c_zhi[i * _NZ : i * _NZ + _NZ] = -INF
+        evs[i] = _NO_EVAL
+
+    def enter(i: int, ev: _Eval) -> None:
+        old_own: tuple[tuple[float, int, bool], ...] = ()
+        if i in acts:
+            old = evs[i]
+            if old.kind == _PLAN:
+                old_own = old.own
+        else:
+            acts.add(i)
+            by_y1.setdefault(y1s[i], set()).add(i)
+        new_own = ev.own if ev.kind == _PLAN else ()
+        if old_own != new_own:
+            for y, _, _ in old_own:
+                by_own[y].discard(i)
+            for y, _, _ in new_own:
+                by_own.setdefault(y, set()).add(i)
+        evs[i] = ev
+        m[i] = (ev.gs - cur_gs[i]) / (g2s[i] - states[i].num_gpu)
+        kind = ev.kind
+        if kind == _HZ:
+            hz.add(i)
+        else:
+            hz.discard(i)
+        k = i * _NZ
+        if kind == _PLAN:
+            c_lo[i] = ev.lo
+            c_hi[i] = ev.hi
+            c_th[i] = ev.theta
+            zs = ev.zones
+            c_zlo[k] = zs[0]
+            c_zhi[k] = zs[1]
+            c_zlo[k + 1] = zs[2]
+            c_zhi[k + 1] = zs[3]
+            if len(zs) > 4:
+                c_zlo[k + 2] = zs[4]
+                c_zhi[k + 2] = zs[5]
+            else:
+                c_zlo[k + 2] = INF
+                c_zhi[k + 2] = -INF
+        else:
+            c_lo[i] = INF
+            c_hi[i] = -INF
+            c_th[i] = 0
+            c_zlo[k : k + _NZ] = INF
+            c_zhi[k : k + _NZ] = -INF
+
+    def fresh(i: int) -> None:
+        st = states[i]
+        g = st.num_gpu
+        g2 = g2s[i]
+        stamps[i] += 1
+        if g2 == g or g2 - g > A:
+            leave(i)
+            m[i] = -INF
+            return
+        heappush(heap, (g - g2, i, stamps[i]))
+        if g == 0:
+            leave(i)
+            m[i] = INF
+            return
+        own = owns[i]
+        if own is _NO_OWN:
+            leave(i)
+            own = owns[i] = _own_steps(st, now)
+            own_t, own_v = own
+            y1s[i] = own_t[1] if len(own_t) > 1 else INF
+            jo1s[i] = own_v[1] - own_v[0] if len(own_t) > 1 else 0
+        ev = _whatif_eval(st, g2, now, F, G, S, own, artifact)
+        ev.version = version
+        enter(i, ev)
+
+    for i in range(n):
+        fresh(i)
+    order = sorted(range(n), key=m.__getitem__, reverse=True)  # stable, like key=-m
+    grants: list[tuple[Hashable, int, int]] = []
+    ends_left: list[float] = []
+    owned = False  # F's lists are ours to change in place
+    while A > 0:
+        pick = next((i for i in order if m[i] != -INF), None)
+        if pick is None:
+            break
+        st = states[pick]
+        g = st.num_gpu
+        g2 = g2s[pick]
+        ev = evs[pick]
+        if ev is _NO_EVAL or (ev.version != version and not (ev.full and ev.rest is not None)):
+            own = owns[pick]
+            if own is _NO_OWN:
+                own = owns[pick] = _own_steps(st, now)
+            ev = _whatif_eval(st, g2, now, F, G, S, own, artifact)
+        t_old, v_old = F.times, F.values
+        io = bisect_right(t_old, now)
+        tF1_old = t_old[io] if io < len(t_old) else INF  # F's first breakpoint after now
+        if ev.rest is None:
+            w = ev.whatif
+            if w is None or ev.version != version:
+                w = _whatif(st, g2, now, F, G, S, artifact)
+            t_new, v_new = w.times, w.values
+            owned = True
+            alloc, end, real_end, feasible = w.alloc, w.end, w.real_end, w.feasible
+            gs = gpu_seconds(alloc, end)
+            pieces, bps, changed_at = _profile_diff(t_old, v_old, t_new, v_new, now,
+                                                    max(st.end, end))
+            jumps = None  # unknown: recheck own change points next to any piece
+            F.times, F.values = t_new, v_new
+        else:
+            if not owned:  # the caller's lists: work on copies from here on
+                F.times, F.values = F.times[:], F.values[:]
+            owned = True
+            pieces, bps, changed_at, jumps = _commit(g2, now, F, ev, owns[pick])
+            t_new, v_new = F.times, F.values
+            alloc, end, real_end, feasible = ev.alloc, ev.end, ev.real_end, ev.feasible
+            gs = ev.gs  # = gpu_seconds(alloc, end)
+        version += 1
+        leave(pick)
+        owns[pick] = _NO_OWN
+        states[pick] = JobAlloc(st.job, g2, alloc, end, real_end, feasible)
+        cur_gs[pick] = gs
+        g2s[pick] = next_level(st.job.levels, g2)
+        A -= g2 - g
+        grants.append((st.job.key, g, g2))
+        if end != st.end:
+            ends_left.append(st.end)
+
+        # every other job: still able to grow within A? then is its certificate intact?
+        while heap and -heap[0][0] > A:
+            _, i, stamp = heappop(heap)
+            if stamp == stamps[i]:  # its current step no longer fits
+                stamps[i] += 1
+                leave(i)
+                m[i] = -INF
+        fail: set[int] = set()  # recompute
+        zfail: set[int] = set()  # only breakpoints near t_P / the finish moved
+        # t1: the first change of F + own after now; F is compressed, so F's first
+        # breakpoint tF1 is one unless the own plan changes there too and they cancel
+        iF = bisect_right(t_new, now)
+        tF1 = t_new[iF] if iF < len(t_new) else INF
+        if tF1 != tF1_old:
+            for i in acts:
+                y1 = y1s[i]
+                e = evs[i]
+                if tF1 < y1:
+                    t1 = tF1
+                elif y1 < tF1:
+                    t1 = y1
+                elif y1 == INF:
+                    t1 = e.Dh
+                elif jo1s[i] + v_new[iF] - v_new[iF - 1]:
+                    t1 = tF1
+                else:
+                    t1 = _t1_of(owns[i], now, F, e.Dh)
+                if t1 != e.t1:
+                    fail.add(i)
+        elif tF1 != INF and tF1 in by_y1:
+            # same tF1: only a job whose own plan changes at tF1 can see t1 move
+            jF1 = v_new[iF] - v_new[iF - 1]
+            for i in by_y1[tF1]:
+                e = evs[i]
+                if ((e.t1 != tF1 or jo1s[i] + jF1 == 0)
+                        and _t1_of(owns[i], now, F, e.Dh) != e.t1):
+                    fail.add(i)
+        for i in hz:
+            if not evs[i].horizon < changed_at:
+                fail.add(i)
+        th_max = -1.0
+        for a, b, mv in pieces:
+            if mv < top_level:  # no flag threshold exceeds the largest level
+                if th_max < 0:
+                    th_max = c_th.max()
+                if mv < th_max:
+                    fail.update(((c_lo < b) & (c_hi > a) & (c_th > mv)).nonzero()[0].tolist())
+        if bps:
+            if any((x - now) % S for x in bps):  # off the grid: no zone relaxation holds
+                zfail.update(i for i in acts if evs[i].kind == _PLAN)
+            if len(bps) == 1:
+                x = bps[0]
+                hit = ((c_zlo <= x) & (c_zhi >= x)).nonzero()[0]
+            else:  # bps is sorted: a zone holds one iff some lie in [lo, hi]
+                X = np.array(bps)
+                hit = (X.searchsorted(c_zhi, "right") > X.searchsorted(c_zlo)).nonzero()[0]
+            if len(hit):
+                zfail.update((hit // _NZ).tolist())
+        if jumps is None:
+            cand = [i for y, js in by_own.items() for i in js
+                    if any(a <= y <= b for a, b, _ in pieces)]
+        else:
+            cand = [i for x in jumps if x in by_own for i in by_own[x]]
+        for i in cand:
+            if i not in zfail and not _own_ok(evs[i], pieces, F):
+                zfail.add(i)
+        fail.discard(pick)
+        zfail.discard(pick)
+        for i in fail:
+            fresh(i)
+        for i in zfail:
+            if i in fail:
+                continue
+            e = evs[i]
+            if e.sat is not None:
+                ev2 = _sat_finish(g2s[i], now, F, owns[i], e.t1, e.Dh, S, e.first_end, e.sat)
+                if ev2 is not None:
+                    ev2.version = version
+                    enter(i, ev2)
+                    continue
+            fresh(i)
+        fresh(pick)
+        order.sort(key=m.__getitem__, reverse=True)  # stable, like key=-m
+    return FreeResult(states, [keys[i] for i in order], grants, F, ends_left)
