@@ -6,6 +6,7 @@ Usage::
     python bench/run.py                 # EDF on Fig. 10 and cluster04, EF on Fig. 10 and cluster01
     python bench/run.py --suite fig8b   # every policy on the Figure 8(b) traces
     python bench/run.py --only cluster04
+    python bench/run.py --suite fig8b --cpu-limit 300   # give up on a case after 300 CPU s
 
 Results are appended to bench/results/<suite>.csv (git-ignored).
 """
@@ -16,6 +17,8 @@ import argparse
 import csv
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,7 +54,7 @@ def fig8b_suite(policies: list[str]) -> list[dict]:
              "preset": "elasticflow-artifact"} for t, c in FIG8B.items() for p in policies]
 
 
-def run_case(case: dict) -> dict:
+def run_case(case: dict, cpu_limit: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "sim.cli", "run", "--trace",
                str(ROOT / "traces" / f"{case['trace']}.csv"), "--cluster", case["cluster"],
@@ -60,7 +63,12 @@ def run_case(case: dict) -> dict:
         t0 = time.perf_counter()
         err_path = Path(tmp) / "stderr"
         with err_path.open("w") as err:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+            def limit() -> None:  # a CPU-time budget: independent of other load on the machine
+                if cpu_limit:
+                    resource.setrlimit(resource.RLIMIT_CPU, (cpu_limit, cpu_limit + 5))
+
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+                                    preexec_fn=limit)
             _, status, usage = os.wait4(proc.pid, 0)  # per-child rusage: its own peak RSS
         wall = time.perf_counter() - t0
         code = os.waitstatus_to_exitcode(status)
@@ -71,6 +79,8 @@ def run_case(case: dict) -> dict:
             s = json.loads((Path(tmp) / "out" / "summary.json").read_text())
             row["ratio"] = s["deadline_satisfactory_ratio"]
             row["sim_s"] = round(s["wall_s"], 2)
+        elif os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL):
+            row["error"] = f"cpu>{cpu_limit}s"
         else:
             row["error"] = stderr.strip().splitlines()[-1] if stderr.strip() else "?"
         return row
@@ -82,19 +92,22 @@ def main() -> int:
     ap.add_argument("--policies",
                     default="ef-accessctrl,ef,edf,edf-accessctrl,dlas-gpu,gandiva,themis")
     ap.add_argument("--only", help="substring filter on case names")
+    ap.add_argument("--cpu-limit", type=int, metavar="S",
+                    help="stop a case after S CPU seconds (reported as cpu>S)")
     args = ap.parse_args()
     cases = SUITES["core"] if args.suite == "core" else fig8b_suite(args.policies.split(","))
     if args.only:
         cases = [c for c in cases if args.only in c["name"]]
     out = ROOT / "bench" / "results" / f"{args.suite}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    print(f"{'case':34s} {'wall s':>8s} {'peak MB':>8s} {'ratio':>7s}")
+    print(f"{'case':34s} {'wall s':>8s} {'cpu s':>8s} {'peak MB':>8s} {'ratio':>7s}")
     total = 0.0
     for case in cases:
-        row = run_case(case)
+        row = run_case(case, args.cpu_limit)
         total += row["wall_s"]
         ratio = f"{row['ratio']:.4f}" if row.get("ratio") is not None else row.get("error", "-")
-        print(f"{case['name']:34s} {row['wall_s']:8.2f} {row['peak_rss_MB']:8.1f} {ratio:>7s}",
+        print(f"{case['name']:34s} {row['wall_s']:8.2f} {row['cpu_s']:8.2f} "
+              f"{row['peak_rss_MB']:8.1f} {ratio:>7s}",
               flush=True)
         new = not out.exists()
         with out.open("a", newline="") as f:
