@@ -135,12 +135,13 @@ def _progress_bar(enabled: bool, label: str):
     from tqdm import tqdm
 
     bar = tqdm(total=0, desc=label, unit="job", leave=False, file=sys.stderr,
-               bar_format="{desc}: {n}/{total} jobs done {postfix}")
+               bar_format="{desc}: {n}/{total} jobs done{postfix} [{elapsed}]")
 
     def update(now_s: float, done: int, total: int) -> None:
+        """Called by the engine after every scheduling instant."""
         bar.total = total
         bar.n = done
-        bar.set_postfix_str(f"sim time {now_s / 3600:.1f} h", refresh=False)
+        bar.set_postfix_str(f"simulated time {now_s / 3600:.1f} h", refresh=False)
         bar.update(0)
 
     return update, bar.close
@@ -262,7 +263,7 @@ def _workers_for(grids: list, args: argparse.Namespace):
         with Store(path, create=False) as store:
             keys -= {k for k, st in store.statuses(keys).items() if st == "done"}
     n = min(args.workers or cores(), len(keys))
-    if args.scheduler or n > 1:
+    if keys and (args.scheduler or n > 1):  # nothing to run: no workers, no scheduler
         return dask_client(n, args.scheduler)
     return contextlib.nullcontext(None)
 
