@@ -3,9 +3,9 @@
 Subcommands: ``run`` (one scenario), ``compare`` (several policies on one
 trace: a table and a bar chart), ``policies`` (what is registered, with
 parameters), ``sweep`` (a grid of scenarios into the results store),
-``figures`` (a paper's figure set, from the store) and ``results`` (export the
-store). Input errors print one line naming file, line and field and exit with
-status 2; nothing is written.
+``figures`` (a paper's figure set, from the store), ``results`` (export the
+store) and ``report`` (one HTML page of the store). Input errors print one
+line naming file, line and field and exit with status 2; nothing is written.
 """
 
 from __future__ import annotations
@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--out", default="results/export", help="output folder "
                     "(default results/export)")
     rs.set_defaults(func=_cmd_results)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page of the store: figures, "
+                        "metric tables, every run's scenario")
+    rp.add_argument("--store", default=None, help="results store (default "
+                    "results/clustersim.sqlite)")
+    rp.add_argument("--out", default="results/report.html",
+                    help="HTML file to write (default results/report.html)")
+    rp.add_argument("--title", default="clustersim results", help="page title")
+    rp.set_defaults(func=_cmd_report)
     return p
 
 
@@ -340,6 +349,17 @@ def _cmd_results(args: argparse.Namespace) -> int:
         finally:
             tmp.unlink(missing_ok=True)
         print(f"wrote {path} ({len(df)} rows)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+    from sim.store import Store
+
+    with Store(_store_path(args), create=False) as store:
+        info = write_report(store, args.out, title=args.title)
+    print(f"wrote {info.path} ({info.runs} runs in {info.groups} groups, "
+          f"{info.figures} figures, {info.path.stat().st_size / 1024:.0f} KB)")
     return 0
 
 
