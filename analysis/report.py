@@ -306,7 +306,8 @@ td.failed{color:#b00;font-weight:bold}td.done{color:#070}
 .sw{display:inline-block;width:.8em;height:.8em;margin-right:.4em;border:1px solid #555}
 img{max-width:100%;display:block}
 pre{font-size:.8em;max-height:30em;overflow:auto;background:#f8f8f8;padding:.5em}
-pre.err{color:#900}summary{cursor:pointer;font-family:monospace}
+pre.err{color:#900}summary{cursor:pointer;font-family:monospace;white-space:nowrap}
+td small{white-space:nowrap;color:#666}
 """
 _SCRIPT = """
 function clustersimCheck() {

@@ -358,7 +358,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     with Store(_store_path(args), create=False) as store:
         info = write_report(store, args.out, title=args.title)
-    print(f"wrote {info.path} ({info.runs} runs in {info.groups} groups, "
+    print(f"wrote {info.path} ({info.runs} runs in {info.groups} group(s), "
           f"{info.figures} figures, {info.path.stat().st_size / 1024:.0f} KB)")
     return 0
 
