@@ -85,7 +85,7 @@ def write_report(store: Store, out: str | Path, *, title: str = "clustersim resu
     """Write the report of every run in ``store`` to ``out`` (atomically).
 
     Raises:
-        InputError: the store holds no run, or ``out`` is a folder.
+        InputError: the store holds no run, or ``out`` is a folder or cannot be written.
     """
     out = Path(out)
     if out.is_dir():
@@ -103,13 +103,17 @@ def write_report(store: Store, out: str | Path, *, title: str = "clustersim resu
         figures.append(png)
         sections.append(_section(i, g, png))
     page = _page(title, store, runs, groups, sections)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(page, encoding="utf-8")
         os.replace(tmp, out)
+    except OSError as e:
+        raise InputError(f"cannot write the report: {e.strerror or e}", file=out,
+                         field="--out") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
     return ReportInfo(out, len(groups), len(runs), len(figures))
 
 

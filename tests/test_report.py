@@ -202,4 +202,9 @@ def test_report_errors_exit_2_nothing_written(tmp_path, store_path, capsys):
     assert "has no runs" in capsys.readouterr().err and not out.exists()
     assert main(["report", "--store", str(store_path), "--out", str(tmp_path)]) == 2
     assert "--out" in capsys.readouterr().err
+    blocker = tmp_path / "empty.sqlite"  # a file where the report's folder should be
+    assert main(["report", "--store", str(store_path), "--out",
+                 str(blocker / "r.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot write the report" in err and "--out" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite"]
