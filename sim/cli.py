@@ -3,9 +3,9 @@
 Subcommands: ``run`` (one scenario), ``compare`` (several policies on one
 trace: a table and a bar chart), ``policies`` (what is registered, with
 parameters), ``sweep`` (a grid of scenarios into the results store),
-``figures`` (a paper's figure set, from the store) and ``results`` (export the
-store). Input errors print one line naming file, line and field and exit with
-status 2; nothing is written.
+``figures`` (a paper's figure set, from the store), ``results`` (export the
+store) and ``report`` (one HTML page of the store). Input errors print one
+line naming file, line and field and exit with status 2; nothing is written.
 """
 
 from __future__ import annotations
@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--out", default="results/export", help="output folder "
                     "(default results/export)")
     rs.set_defaults(func=_cmd_results)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page of the store: figures, "
+                        "metric tables, every run's scenario")
+    rp.add_argument("--store", default=None, help="results store (default "
+                    "results/clustersim.sqlite)")
+    rp.add_argument("--out", default="results/report.html",
+                    help="HTML file to write (default results/report.html)")
+    rp.add_argument("--title", default="clustersim results", help="page title")
+    rp.set_defaults(func=_cmd_report)
     return p
 
 
@@ -135,12 +144,13 @@ def _progress_bar(enabled: bool, label: str):
     from tqdm import tqdm
 
     bar = tqdm(total=0, desc=label, unit="job", leave=False, file=sys.stderr,
-               bar_format="{desc}: {n}/{total} jobs done {postfix}")
+               bar_format="{desc}: {n}/{total} jobs done{postfix} [{elapsed}]")
 
     def update(now_s: float, done: int, total: int) -> None:
+        """Called by the engine after every scheduling instant."""
         bar.total = total
         bar.n = done
-        bar.set_postfix_str(f"sim time {now_s / 3600:.1f} h", refresh=False)
+        bar.set_postfix_str(f"simulated time {now_s / 3600:.1f} h", refresh=False)
         bar.update(0)
 
     return update, bar.close
@@ -262,7 +272,7 @@ def _workers_for(grids: list, args: argparse.Namespace):
         with Store(path, create=False) as store:
             keys -= {k for k, st in store.statuses(keys).items() if st == "done"}
     n = min(args.workers or cores(), len(keys))
-    if args.scheduler or n > 1:
+    if keys and (args.scheduler or n > 1):  # nothing to run: no workers, no scheduler
         return dask_client(n, args.scheduler)
     return contextlib.nullcontext(None)
 
@@ -339,6 +349,17 @@ def _cmd_results(args: argparse.Namespace) -> int:
         finally:
             tmp.unlink(missing_ok=True)
         print(f"wrote {path} ({len(df)} rows)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+    from sim.store import Store
+
+    with Store(_store_path(args), create=False) as store:
+        info = write_report(store, args.out, title=args.title)
+    print(f"wrote {info.path} ({info.runs} runs in {info.groups} group(s), "
+          f"{info.figures} figures, {info.path.stat().st_size / 1024:.0f} KB)")
     return 0
 
 

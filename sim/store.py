@@ -309,10 +309,14 @@ class Store:
 
     def runs(self, keys: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows of ``runs`` (all, or those of ``keys`` in that order), with ``scenario``
-        and ``summary`` parsed into dicts (``None`` for a failed run's summary)."""
+        and ``summary`` parsed into dicts (``None`` for a failed run's summary, ``error``
+        ``None`` for a done run's)."""
         df = self._select("runs", "key", keys)
         df["scenario"] = [json.loads(s) for s in df["scenario"]]
-        df["summary"] = [json.loads(s) if s is not None else None for s in df["summary"]]
+        # pandas may read a NULL as NaN (a string column whose first value is NULL)
+        df["summary"] = [json.loads(s) if isinstance(s, str) else None for s in df["summary"]]
+        df["error"] = pd.Series([e if isinstance(e, str) else None for e in df["error"]],
+                                index=df.index, dtype=object)
         return df
 
     def jobs(self, keys: Sequence[str] | None = None) -> pd.DataFrame:

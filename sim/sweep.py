@@ -460,7 +460,8 @@ def run_sweep(
         workers: Dask worker processes (default: one per core). With 1 (or one run to do)
             and no ``scheduler``, runs execute serially in this process.
         scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
-        progress: show a tqdm bar (done / failed / remaining) on stderr.
+        progress: show a tqdm bar on stderr: runs done, failed and remaining, elapsed
+            time and ETA.
         on_failure: called with each failed run and its error's first line.
         client: a Dask client to use (see :func:`dask_client`; several sweeps can share
             one), instead of ``workers`` and ``scheduler``.
@@ -476,8 +477,14 @@ def run_sweep(
         return report
     from tqdm import tqdm
 
+    def status() -> str:
+        left = len(todo) - len(report.done) - len(report.failed)
+        skipped = f", {report.skipped} already done" if report.skipped else ""
+        return f"done {len(report.done)}, failed {len(report.failed)}, remaining {left}{skipped}"
+
+    # redrawn at every finished run (mininterval=0): runs are seconds to hours apart
     bar = tqdm(total=len(todo), desc=label, unit="run", file=sys.stderr, disable=not progress,
-               leave=False)
+               leave=False, mininterval=0, postfix=status())
 
     def record(spec: RunSpec, rec: RunRecord) -> None:
         store.put(rec)
@@ -488,9 +495,7 @@ def run_sweep(
             report.failed.append((spec.key, first))
             if on_failure is not None:
                 on_failure(spec, first)
-        bar.set_postfix_str(f"done {len(report.done)}, failed {len(report.failed)}, "
-                            f"remaining {len(todo) - len(report.done) - len(report.failed)}",
-                            refresh=False)
+        bar.set_postfix_str(status(), refresh=False)
         bar.update(1)
 
     n = min(workers if workers is not None else cores(), len(todo))
@@ -508,6 +513,10 @@ def run_sweep(
     return report
 
 
+#: Seconds to wait for ``--scheduler`` to answer before giving up.
+SCHEDULER_TIMEOUT_S = 10
+
+
 @contextmanager
 def dask_client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
     """A Dask client: on ``scheduler`` if given, else on a new ``LocalCluster`` of
@@ -520,7 +529,10 @@ def dask_client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
 
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+        except ValueError as e:  # malformed address: no port, unknown scheme
+            raise InputError(f"bad Dask scheduler address {scheduler!r} ({e}); expected "
+                             f"e.g. tcp://host:8786", field="--scheduler") from None
         except (OSError, TimeoutError) as e:
             raise InputError(f"cannot reach Dask scheduler {scheduler}: {e}",
                              field="--scheduler") from None

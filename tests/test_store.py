@@ -160,3 +160,20 @@ def test_bad_store_files(tmp_path):
     con.close()
     with pytest.raises(InputError, match="schema version 0"):
         Store(old)
+
+
+def test_runs_with_failed_and_done_rows(tmp_path, toy_dir):
+    """A NULL summary or error reads back as None whichever row comes first."""
+    done = execute_run(spec_of(TOY, toy_dir))
+    other = execute_run(spec_of({**TOY, "policy": "edf"}, toy_dir))
+    failed = type(other)(other.key, other.scenario, other.name, "failed", "ValueError: x",
+                         other.started_at, other.finished_at, 0.1)
+    with Store(tmp_path / "s.sqlite") as st:
+        st.put(failed)
+        st.put(done)
+        for keys in ([failed.key, done.key], [done.key, failed.key], None):
+            runs = st.runs(keys).set_index("key")
+            assert runs.loc[failed.key, "summary"] is None
+            assert runs.loc[failed.key, "error"] == "ValueError: x"
+            assert runs.loc[done.key, "summary"] == done.summary
+            assert runs.loc[done.key, "error"] is None

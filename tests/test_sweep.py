@@ -235,3 +235,85 @@ def test_cli_sweep_and_export(tmp_path, capsys):
         assert len(pd.read_parquet(tmp_path / "pq" / "jobs.parquet")) == 9
     assert main(["results", "--store", str(tmp_path / "none.sqlite")]) == 2
     assert not (tmp_path / "none.sqlite").exists()
+
+
+@pytest.mark.parametrize("address, words", [
+    ("tcp://127.0.0.1:1", "cannot reach Dask scheduler tcp://127.0.0.1:1"),
+    ("localhost", "bad Dask scheduler address 'localhost'"),
+    ("foo://host:8786", "bad Dask scheduler address 'foo://host:8786'"),
+])
+def test_bad_scheduler_exit_2_nothing_written(tmp_path, capsys, monkeypatch, address, words):
+    monkeypatch.setattr(sweep, "SCHEDULER_TIMEOUT_S", 1)
+    grid = write_grid(tmp_path, POLICIES[:2])
+    store = tmp_path / "s.sqlite"
+    assert main(["sweep", str(grid), "--store", str(store), "--scheduler", address,
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "field '--scheduler'" in err and words in err
+    assert not store.exists()
+
+
+def test_nothing_to_run_needs_no_scheduler(tmp_path, capsys, monkeypatch):
+    grid = write_grid(tmp_path, POLICIES[:2])
+    store = tmp_path / "s.sqlite"
+    assert main(["sweep", str(grid), "--store", str(store), "--workers", "1", "--quiet"]) == 0
+
+    def no_client(*a, **kw):
+        raise AssertionError("no scheduler should be contacted")
+
+    monkeypatch.setattr(sweep, "dask_client", no_client)
+    capsys.readouterr()
+    assert main(["sweep", str(grid), "--store", str(store), "--scheduler",
+                 "tcp://127.0.0.1:1", "--quiet"]) == 0
+    assert "2 runs: 2 already done, 0 done now" in capsys.readouterr().out
+
+
+def test_sweep_progress_bar_counts_and_eta(tmp_path, monkeypatch, capsys):
+    import sim.runner
+
+    real = sim.runner.run_prepared
+
+    def flaky(p, **kw):
+        if p.scenario.policy == "gandiva":
+            raise ValueError("simulated crash")
+        return real(p, **kw)
+
+    monkeypatch.setattr(sim.runner, "run_prepared", flaky)
+    store = Store(tmp_path / "s.sqlite")
+    run_sweep(load_grid(write_grid(tmp_path, POLICIES[:1])).runs, store, workers=1)
+    run_sweep(load_grid(write_grid(tmp_path)).runs, store, workers=1, progress=True,
+              label="toy")
+    frames = [f.strip() for f in capsys.readouterr().err.split("\r") if f.strip()]
+    assert frames[0].startswith("toy:   0%") and \
+        "done 0, failed 0, remaining 4, 1 already done" in frames[0]
+    # one frame per finished run, the last with the failure counted; tqdm's
+    # [elapsed<remaining] is the ETA
+    assert "done 3, failed 1, remaining 0, 1 already done" in frames[-1]
+    assert frames[-1].startswith("toy: 100%") and "4/4 [" in frames[-1]
+    assert all("<" in f.split("[", 1)[1] for f in frames)
+
+
+def test_run_progress_reports_simulated_time(tmp_path, capsys):
+    from sim.cli import _progress_bar
+    from sim.runner import run_scenario
+    from sim.scenario import scenario_from_dict
+
+    (tmp_path / "toy.csv").write_text(TOY_CSV)
+    scn = scenario_from_dict({"trace": "toy.csv", "cluster": "n1g8", "policy": "edf",
+                              "slot_s": 240, "preset": "elasticflow-artifact"},
+                             base_dir=str(tmp_path))
+    calls: list[tuple[float, int, int]] = []
+    res = run_scenario(scn, progress=lambda *a: calls.append(a))
+    assert len(calls) == res.summary["instants"] > 1
+    times = [t for t, _, _ in calls]
+    assert times == sorted(times) and times[-1] == res.timeline.time_s.iloc[-1]
+    assert calls[-1][1:] == (3, 3) and [d for _, d, _ in calls] == sorted(d for _, d, _ in calls)
+    update, close = _progress_bar(True, "edf")
+    update(0.0, 0, 3)
+    import time
+
+    time.sleep(0.15)  # tqdm redraws at most every 0.1 s
+    update(9000.0, 2, 3)
+    close()
+    err = capsys.readouterr().err
+    assert "edf: 2/3 jobs done, simulated time 2.5 h [00:00]" in err
