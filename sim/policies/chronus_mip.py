@@ -20,15 +20,16 @@ binary (the job's one deadline option is selected). Constraints:
 ``sum_i gpus_i y_ij <= cap_j * len_j``. Objective: maximise
 ``sum_i value_i s_i +/- sum_i gpus_i x0_i / max(cap)`` (``+`` for "maximize",
 ``-`` for "minimize"). Any per-lease plan aggregates to a feasible point with
-the same objective, so the interval program's optimum is at least as good; the
-converse needs the interval totals to split into leases, which
-:func:`_disaggregate` does greedily (largest job first, into the leases with
-most room left). With GPU counts that are powers of two dividing the capacity
-(every ElasticFlow trace: ``bin(num_gpu)`` on 2^k-GPU clusters) the split
-always succeeds; should it fail the plan falls back to the greedy one and says
-so. The program has ``O(jobs x distinct deadlines)`` variables instead of
-``O(jobs x leases)``: on the Figure 10 trace a job may need 2,700 of 3,700
-leases.
+the same objective, so the interval program is a relaxation: its optimum is at
+least as good. When its interval totals split into leases (:func:`_disaggregate`:
+largest job first, into the leases with most room left) the split is an
+optimal per-lease plan. They need not split (a small job in every lease of an
+interval can leave too little room for two larger ones); then the exact
+per-lease program (one binary per job and lease, the spec's form) is solved
+instead, or, if that would exceed ``max_exact_vars`` binaries, the greedy
+fallback is used and says so. The interval program has ``O(jobs x distinct
+deadlines)`` variables instead of ``O(jobs x leases)``: on the Figure 10 trace a
+job may need 2,700 of 3,700 leases.
 
 Shortcut (``shortcut=True``): before calling a solver, a greedy plan is compared
 with a bound on the objective; when it reaches the bound it is optimal and the
@@ -122,6 +123,7 @@ def resolve_solver(name: str) -> str:
 def solve_leases(
     jobs: Sequence[LeaseJob], caps: Sequence[int] | np.ndarray, *, objective: str = "minimize",
     solver: str = "auto", time_limit_s: float = 5.0, seed: int = 0, shortcut: bool = True,
+    max_exact_vars: int = 50_000,
 ) -> LeasePlan:
     """Plan leases for ``jobs`` on per-lease capacities ``caps`` (offset 0 = now).
 
@@ -130,7 +132,10 @@ def solve_leases(
     lease 0 to opportunistic jobs). Every solve is single-threaded with the given
     seed and stops after ``time_limit_s``; a solve that stops with an incumbent
     uses it (status ``"limit"``), one that stops without, or proves the program
-    infeasible, falls back to :func:`greedy_leases` (status ``"greedy"``).
+    infeasible, falls back to :func:`greedy_leases` (status ``"greedy"``). When the
+    interval program's solution does not split into leases, the exact per-lease
+    program (one binary per job and lease) is solved instead if it has at most
+    ``max_exact_vars`` binaries, else the greedy fallback is used.
     """
     if objective not in ("maximize", "minimize"):
         raise ValueError(f"objective must be maximize or minimize, not {objective!r}")
@@ -160,11 +165,17 @@ def solve_leases(
     status, counts, reason = got
     if counts is not None:
         rows = _disaggregate(jobs, caps_a, counts)
+        if rows is None and sum(j.within for j in jobs) <= max_exact_vars:
+            # the interval totals do not split into leases: solve the exact per-lease program
+            status, rows, reason = _solve_per_lease(jobs, caps_a, sign, scale, name,
+                                                    time_limit_s, seed)
+            solve_s = time.perf_counter() - t0
+        elif rows is None:
+            reason = "the interval solution did not split into leases"
         if rows is not None:
             return LeasePlan(rows=rows, status=status, method=name,
                              lease0_gpus=_lease0(jobs, rows), objective=value_of(rows),
                              solve_s=solve_s, solver_called=True)
-        reason = "the interval solution did not split into leases"
     rows, unpacked = greedy_leases(jobs, caps_a)
     obj = value_of(rows) if not unpacked else math.nan
     return LeasePlan(rows=rows, unpacked=unpacked, status="greedy", method="greedy",
@@ -315,27 +326,9 @@ def _solve_intervals(
         prob += pulp.lpSum(g * v for g, v in members) <= int(caps[a]) * (b - a), f"cap_{k}"
     prob += (pulp.lpSum(j.value * sel[i] for i, j in enumerate(jobs))
              + pulp.lpSum((sign * jobs[i].gpus / scale) * v for i, v in x0.items()))
-    # an absolute gap below one GPU of lease 0 makes "optimal" mean optimal
-    gap_abs = 0.5 / scale
-    if solver == "highs":
-        cmd = pulp.HiGHS(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0,
-                         gapAbs=gap_abs, random_seed=seed)
-    else:
-        cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0,
-                                gapAbs=gap_abs,
-                                options=[f"randomSeed {seed + 1}", f"randomCbcSeed {seed + 1}"])
-    try:
-        prob.solve(cmd)
-    except pulp.PulpSolverError as e:  # the solver itself failed: use the fallback
-        return "error", None, f"solver error: {e}"
-    if prob.sol_status == pulp.LpSolutionOptimal:
-        status = "optimal"
-    elif prob.sol_status == pulp.LpSolutionIntegerFeasible:
-        status = "limit"
-    elif prob.sol_status == pulp.LpSolutionInfeasible:
-        return "infeasible", None, "the program is infeasible"
-    else:
-        return "limit", None, f"no incumbent within {time_limit_s:g} s"
+    status, reason = _run(prob, solver, scale, time_limit_s, seed)
+    if status not in ("optimal", "limit"):
+        return status, None, reason
     counts: list[dict[int, int]] = [{} for _ in jobs]
     for i, v in x0.items():
         if round(v.varValue or 0.0) >= 1:
@@ -349,6 +342,68 @@ def _solve_intervals(
         if sum(counts[i].values()) != j.need:
             return status, None, "the solver's point is not a plan"
     return status, counts, ""
+
+
+def _run(prob: pulp.LpProblem, solver: str, scale: float, time_limit_s: float,
+         seed: int) -> tuple[str, str]:
+    """Solve ``prob`` single-threaded, seeded, time-limited; (status, reason)."""
+    # an absolute gap below one GPU of lease 0 makes "optimal" mean optimal
+    gap_abs = 0.5 / scale
+    if solver == "highs":
+        cmd = pulp.HiGHS(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0,
+                         gapAbs=gap_abs, random_seed=seed)
+    else:
+        cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, gapRel=0.0,
+                                gapAbs=gap_abs,
+                                options=[f"randomSeed {seed + 1}", f"randomCbcSeed {seed + 1}"])
+    try:
+        prob.solve(cmd)
+    except pulp.PulpSolverError as e:  # the solver itself failed: use the fallback
+        return "error", f"solver error: {e}"
+    if prob.sol_status == pulp.LpSolutionOptimal:
+        return "optimal", ""
+    if prob.sol_status == pulp.LpSolutionIntegerFeasible:
+        return "limit", ""
+    if prob.sol_status == pulp.LpSolutionInfeasible:
+        return "infeasible", "the program is infeasible"
+    return "limit-none", f"no incumbent within {time_limit_s:g} s"
+
+
+def _solve_per_lease(
+    jobs: Sequence[LeaseJob], caps: np.ndarray, sign: float, scale: float, solver: str,
+    time_limit_s: float, seed: int,
+) -> tuple[str, dict[str, np.ndarray] | None, str]:
+    """The spec's program verbatim: one binary ``x[i, tau]`` per job and lease."""
+    prob = pulp.LpProblem("chronus_leases_exact", pulp.LpMaximize)
+    sel = [pulp.LpVariable(f"s_{i}", cat=pulp.LpBinary) for i in range(len(jobs))]
+    x: dict[tuple[int, int], pulp.LpVariable] = {}
+    per_lease: dict[int, list[tuple[int, pulp.LpVariable]]] = {}
+    for i, j in enumerate(jobs):
+        row = []
+        for t in range(j.within):
+            if caps[t] < j.gpus:
+                continue
+            v = pulp.LpVariable(f"x_{i}_{t}", cat=pulp.LpBinary)
+            x[i, t] = v
+            row.append(v)
+            per_lease.setdefault(t, []).append((j.gpus, v))
+        prob += pulp.lpSum(row) == j.need * sel[i], f"need_{i}"
+        prob += sel[i] == 1, f"one_option_{i}"
+    for t, members in per_lease.items():
+        prob += pulp.lpSum(g * v for g, v in members) <= int(caps[t]), f"cap_{t}"
+    prob += (pulp.lpSum(j.value * sel[i] for i, j in enumerate(jobs))
+             + pulp.lpSum((sign * jobs[i].gpus / scale) * v
+                          for (i, t), v in x.items() if t == 0))
+    status, reason = _run(prob, solver, scale, time_limit_s, seed)
+    if status not in ("optimal", "limit"):
+        return status, None, reason
+    rows = {}
+    for i, j in enumerate(jobs):
+        got = [t for t in range(j.within) if (i, t) in x and round(x[i, t].varValue or 0) >= 1]
+        if len(got) != j.need:
+            return status, None, "the solver's point is not a plan"
+        rows[j.job_id] = np.array(got, dtype=np.int64)
+    return status, rows, ""
 
 
 def _disaggregate(jobs: Sequence[LeaseJob], caps: np.ndarray,
