@@ -164,6 +164,11 @@ class Chronus(Policy):
       ``tolerance`` x its relative deadline (with 1.0 this only matters when
       ``floor`` rounding leaves room).
     * Leases count from the first scheduling instant (the artifact's ``t = 0``).
+    * Decisions happen on ticks only (the scenario slot); a lease or admission
+      period that is not a multiple of the tick is rounded up to one (noted).
+    * Between ticks (clean mode: arrivals and completions at their exact times)
+      nothing is re-decided; GPUs a finished job frees wait for the next
+      admission tick, as in the artifact.
     * Placement: deterministic best-fit that keeps running jobs in place
       (:func:`~sim.policies.common.sticky_place`), guaranteed jobs first, largest
       first; the artifact's ``local_search`` is partly unseeded random. Placement
@@ -215,6 +220,8 @@ class Chronus(Policy):
         self.t0: float | None = None
         self.stats = ChronusStats()
         self.last_plan: LeasePlan | None = None
+        self.lease_s: float | None = None  # effective lease and admission periods
+        self.admit_s: float = p.admit_every_s
 
     # ------------------------------------------------------------------ decide
     def decide(self, snap: Snapshot) -> Decision:
@@ -223,10 +230,15 @@ class Chronus(Policy):
             self.t0 = now
         p = self.params
         C = snap.slot_s if snap.slot_s > 0 else p.check_s
-        for name in ("lease_s", "admit_every_s"):
-            if not _on_grid(getattr(p, name), C):
-                raise InputError(f"chronus: {name} ({getattr(p, name):g}) must be a multiple "
-                                 f"of the tick ({C:g} s)", field=name)
+        notes: list[str] = []
+        if self.lease_s is None:
+            # [DECIDE] decisions happen on ticks only: a lease or admission period that is
+            # not a multiple of the tick is rounded up to one (and the log says so)
+            self.lease_s = math.ceil(p.lease_s / C - 1e-9) * C
+            self.admit_s = math.ceil(p.admit_every_s / C - 1e-9) * C
+            if self.lease_s != p.lease_s or self.admit_s != p.admit_every_s:
+                notes.append(f"chronus: lease {self.lease_s:g} s, admission every "
+                             f"{self.admit_s:g} s (multiples of the {C:g} s tick)")
         jobs = snap.index()
         for jid in [jid for jid in self.state if jid not in jobs]:
             del self.state[jid]
@@ -239,9 +251,8 @@ class Chronus(Policy):
         if not _on_grid(rel, C):
             # an event between ticks (clean mode): nothing is re-decided
             return Decision(alloc={jid: jobs[jid].gpus for jid in snap.holding_ids()},
-                            wake_s=self._next_tick(now, C))
-        notes: list[str] = []
-        L = p.lease_s
+                            wake_s=self._next_tick(now, C), notes=tuple(notes))
+        L = self.lease_s
         k = int(math.floor(rel / L + 1e-9))
         boundary = _on_grid(rel, L)
 
@@ -258,7 +269,7 @@ class Chronus(Policy):
                           if jid in self.state and self.state[jid].prio == ACCEPTED]
 
         # 3.-4. arrivals, then the opportunistic fill
-        if _on_grid(rel, p.admit_every_s):
+        if _on_grid(rel, self.admit_s):
             for jid in self.queue:
                 if self._admit(jobs[jid], k, snap.cluster.num_gpus, guaranteed):
                     guaranteed.append(jid)
@@ -279,6 +290,9 @@ class Chronus(Policy):
                         notes=tuple(notes))
 
     # ---------------------------------------------------------------- helpers
+    def _lease(self) -> float:
+        return self.lease_s if self.lease_s is not None else self.params.lease_s
+
     def _next_tick(self, now: float, C: float) -> float:
         assert self.t0 is not None
         return self.t0 + (math.floor((now - self.t0) / C + 1e-9) + 1) * C
@@ -290,7 +304,7 @@ class Chronus(Policy):
             be = s.best_effort
             ddl = s.deadline_s
             st = _State(prio=BEST_EFFORT if be else UNACCEPTED, deadline_s=ddl,
-                        estimate_s=estimate_s(s.duration_s, s.num_gpu, self.params.lease_s),
+                        estimate_s=estimate_s(s.duration_s, s.num_gpu, self._lease()),
                         gpus=bin_gpus(s.num_gpu))
             self.state[j.job_id] = st
         return st
@@ -306,7 +320,7 @@ class Chronus(Policy):
         assert self.t0 is not None
         if math.isinf(deadline_s):
             return 1 << 40
-        return int(math.floor((deadline_s - self.t0) / self.params.lease_s + 1e-9))
+        return int(math.floor((deadline_s - self.t0) / self._lease() + 1e-9))
 
     def _reserved(self, k: int, horizon: int) -> np.ndarray:
         """GPUs reserved by admitted jobs in absolute leases ``k .. k + horizon - 1``."""
@@ -321,7 +335,7 @@ class Chronus(Policy):
     def _replan(self, snap: Snapshot, k: int, notes: list[str]) -> list[str]:
         """Lease boundary: plan the admitted jobs; return those that run in lease ``k``."""
         jobs = snap.index()
-        L = self.params.lease_s
+        L = self._lease()
         G = snap.cluster.num_gpus
         todo: list[LeaseJob] = []
         for jid, st in self.state.items():
@@ -406,7 +420,7 @@ class Chronus(Policy):
         s = j.spec
         if st.prio == BEST_EFFORT:
             return False
-        L = self.params.lease_s
+        L = self._lease()
         r = max(1, math.ceil(st.estimate_s / L - 1e-9))
         m = self._deadline_lease(st.deadline_s) - k
         if m < 1:
