@@ -8,6 +8,7 @@ CLI, the only place that imports the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -77,9 +78,20 @@ def prepare(scn: Scenario) -> Prepared:
         if not p.exists():
             raise InputError("trace file not found", file=scn.trace, field="trace")
         jobs = read_trace(p, table=table, cluster=cluster)
-    policy = registry.create(scn.policy, scn.params, artifact=scn.preset == "elasticflow-artifact",
-                             source=scn.source or None)
+    artifact = scn.preset == "elasticflow-artifact"
+    policy = registry.create(scn.policy, scn.params, artifact=artifact, source=scn.source or None)
+    if artifact and policy.ARTIFACT.all_strict:
+        jobs = [all_strict(s) for s in jobs]
     return Prepared(scn, jobs, cluster, table, policy)
+
+
+def all_strict(spec: JobSpec) -> JobSpec:
+    """The artifact's Chronus converter (POLICIES.md 10.3): every job is strict, a
+    best-effort job keeps the deadline written in its trace row."""
+    if not spec.best_effort:
+        return spec
+    ddl = spec.trace_deadline_s if spec.trace_deadline_s is not None else spec.deadline_s
+    return dataclasses.replace(spec, best_effort=False, deadline_s=float(ddl))
 
 
 #: A checkpoint holds the weights plus two Adam moments: three times the gradient size.

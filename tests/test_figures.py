@@ -38,11 +38,11 @@ def test_fig10_on_the_toy_trace(tmp_path, toy, capsys):
     out = tmp_path / "out"
     assert (out / "fig10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "fig10.pdf").read_bytes()[:5] == b"%PDF-"
-    assert "fig10: 5 runs: 0 already done, 5 done now" in capsys.readouterr().out
+    assert "fig10: 6 runs: 0 already done, 6 done now" in capsys.readouterr().out
     # the plotted numbers are the store's timelines, sampled as plot_fig10.py does
     data = pd.read_csv(out / "fig10.csv")
     assert list(dict.fromkeys(data.policy)) == ["edf", "gandiva", "dlas-gpu", "themis",
-                                               "ef-accessctrl"]
+                                               "chronus", "ef-accessctrl"]
     with Store(tmp_path / "s.sqlite", create=False) as st:
         runs = st.runs()
         key = runs[runs.policy == "ef-accessctrl"].key.iloc[0]
@@ -65,7 +65,7 @@ def test_second_call_draws_from_the_store_only(tmp_path, toy, monkeypatch, capsy
     monkeypatch.setattr(sweep, "execute_run", no_runs)
     capsys.readouterr()
     assert figures(tmp_path, *args) == 0
-    assert "5 already done, 0 done now" in capsys.readouterr().out
+    assert "6 already done, 0 done now" in capsys.readouterr().out
     assert (tmp_path / "out" / "fig10.png").exists()
     assert (tmp_path / "out" / "fig10.csv").read_text() == first
 

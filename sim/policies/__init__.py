@@ -11,4 +11,5 @@ BUILTIN = (
     "sim.policies.tiresias",
     "sim.policies.gandiva",
     "sim.policies.themis",
+    "sim.policies.chronus",
 )

@@ -56,6 +56,9 @@ class ArtifactTraits:
             never cancelled).
         clip_at_real_end: progress stops at the declared real end (EF, EDF: the
             artifact's ``run_all_jobs``), so overheads leave a remainder to re-plan.
+        all_strict: the artifact's trace converter marks every job strict (Chronus,
+            POLICIES.md 10.3): best-effort jobs are loaded as deadline jobs with the
+            deadline written in the trace, and count in the deadline ratio.
     """
 
     instants: str = "coalesce"
@@ -67,6 +70,7 @@ class ArtifactTraits:
     idle_step_s: float = 10.0
     wake_rule: str = "replace"
     clip_at_real_end: bool = False
+    all_strict: bool = False
 
 
 @dataclass(frozen=True)
