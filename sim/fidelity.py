@@ -59,6 +59,8 @@ def compare(real_jobs: pd.DataFrame, sim_jobs: pd.DataFrame) -> pd.DataFrame:
     s = sim_jobs[["job_id", "status", "jct_s"]].rename(
         columns={"status": "sim_status", "jct_s": "sim_jct_s"})
     t = r.merge(s, on="job_id", how="outer")
+    order = real_jobs.set_index("job_id").idx
+    t = t.iloc[t.job_id.map(order).argsort(kind="stable")].reset_index(drop=True)
     both = (t.real_status == "done") & (t.sim_status == "done")
     t["ratio_real_sim"] = np.where(both, t.real_jct_s / t.sim_jct_s, np.nan)
     t["error"] = np.where(both, t.sim_jct_s / t.real_jct_s - 1.0, np.nan)
