@@ -16,6 +16,7 @@ by name and pinned by address (a worker that dies does not come back then).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,8 +67,12 @@ def connect(cluster: ClusterSpec, *, scheduler: str | None = None, cpu_slots: in
             ``timeout_s``, or it has too few workers with GPUs.
     """
     if scheduler is not None:
-        return _existing(cluster, scheduler, cpu_slots, timeout_s)
-    return _local(cluster, cpu_slots)
+        w = _existing(cluster, scheduler, cpu_slots, timeout_s)
+    else:
+        w = _local(cluster, cpu_slots)
+    # import the trainer once per worker now, not inside the first job's start-up time
+    w.client.run(importlib.import_module, "sim.real.trainer")
+    return w
 
 
 def _local(cluster: ClusterSpec, cpu_slots: int) -> Workers:
