@@ -47,7 +47,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="policy parameter")
     r.add_argument("--out", help="output folder (default results/<name>-<policy>)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--real", action="store_true",
+                   help="run on actual Dask workers in compressed wall-clock time (docs/real.md)")
+    r.add_argument("--scheduler", metavar="ADDR", help="with --real: use an existing Dask "
+                   "scheduler (tcp://host:8786) instead of starting a LocalCluster")
     r.set_defaults(func=_cmd_run)
+
+    fd = sub.add_parser("fidelity", help="run a scenario for real, replay it in simulation, "
+                        "compare per-job JCTs")
+    fd.add_argument("scenario", help="scenario YAML (with a real: block)")
+    fd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a scenario key")
+    fd.add_argument("--scheduler", metavar="ADDR", help="existing Dask scheduler")
+    fd.add_argument("--out", help="output folder (default results/fidelity-<name>-<policy>)")
+    fd.add_argument("--quiet", action="store_true", help="no progress bar")
+    fd.set_defaults(func=_cmd_fidelity)
 
     c = sub.add_parser("compare", help="run several policies on one trace; table + bar chart")
     _add_inline(c)
@@ -176,16 +190,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 set_dotted(d["params"], kv)
         d.setdefault("name", Path(args.trace).stem)
         scn = scenario_from_dict(d, source="<command line>")
+    if args.scheduler and not args.real:
+        raise InputError("--scheduler needs --real", field="--scheduler")
+    out = Path(args.out or f"results/{scn.name}-{scn.policy}{'-real' if args.real else ''}")
     upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), scn.policy)
     try:
-        res = run_scenario(scn, progress=upd)
+        if args.real:
+            from sim.real.run import run_real_to
+
+            res = run_real_to(scn, out, scheduler=args.scheduler, progress=upd)
+        else:
+            res = run_scenario(scn, progress=upd)
     finally:
         close()
-    out = Path(args.out or f"results/{scn.name}-{scn.policy}")
-    write_run(res, out)
+    if not args.real:
+        write_run(res, out)
     _print_summary([res.summary])
     print(f"wrote {out}/")
     return 0
+
+
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from sim.fidelity import run_fidelity
+    from sim.scenario import load_scenario
+
+    scn = load_scenario(args.scenario, args.set)
+    out = Path(args.out or f"results/fidelity-{scn.name}-{scn.policy}")
+    upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), f"{scn.policy} (real)")
+    try:
+        rep = run_fidelity(scn, out, scheduler=args.scheduler, progress=upd)
+    finally:
+        close()
+    t = rep.table
+    rows = [{"job": j, "real JCT": rj, "sim JCT": sj, "real/sim": r, "status": rs
+             if rs == ss else f"{rs}/{ss}"}
+            for j, rj, sj, r, rs, ss in zip(t.job_id, t.real_jct_s, t.sim_jct_s,
+                                            t.ratio_real_sim, t.real_status, t.sim_status)]
+    _print_table(rows, ["job", "real JCT", "sim JCT", "real/sim", "status"])
+    sm = rep.summary
+    cal = sm["calibration_s"]
+    print(f"{sm['jobs_compared']} jobs compared ({sm['outcome_mismatches']} outcome "
+          f"mismatches); |sim/real - 1|: median {_pct(sm['median_abs_error'])}, "
+          f"p95 {_pct(sm['p95_abs_error'])}, max {_pct(sm['max_abs_error'])}")
+    print("overheads: " + ("calibrated from the real run: " + ", ".join(
+        f"{k} {v:.1f} s" for k, v in cal.items()) if cal else "the simulator's model "
+        "(set real.calibrate_overhead to calibrate)"))
+    print(f"real run {sm['real_wall_s']:.0f} s wall at compression {sm['compression']:g}; "
+          f"wrote {out}/")
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -157,9 +157,13 @@ def run_scenario(
 
 
 def run_prepared(
-    p: Prepared, *, progress: Callable[[float, int, int], None] | None = None
+    p: Prepared, *, progress: Callable[[float, int, int], None] | None = None,
+    overhead: OverheadModel | None = None,
 ) -> RunResult:
+    """Simulate ``p``; ``overhead`` replaces the preset's overhead model (fidelity replay)."""
     cfg, ov, comm = engine_settings(p)
+    if overhead is not None:
+        ov = overhead
     ex = SimExecutor(p.jobs, p.cluster, p.table, Controller(p.policy), config=cfg, overhead=ov,
                      comm_factor=comm, work=p.policy.WORK, progress=progress,
                      checkpoint_MB=_checkpoint_MB(p))

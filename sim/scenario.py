@@ -43,6 +43,17 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "seed": ((int,), "seed of every random draw in the run"),
     "comm": ((str,), "communication slowdown model: allreduce (default) or none"),
     "horizon_s": ((int, float), "stop the simulation at this time (default: run to the end)"),
+    "real": ((dict,), "real mode on Dask (docs/real.md): {compression, calibrate_overhead, ...}"),
+}
+#: keys of the ``real:`` block -> (type(s), default, help); see docs/real.md
+REAL_KEYS: dict[str, tuple[tuple[type, ...], Any, str]] = {
+    "compression": ((int, float), 100.0, "simulated seconds per wall-clock second (> 0)"),
+    "calibrate_overhead": ((bool,), False, "fidelity: replay in simulation with the "
+                           "overheads measured in the real run"),
+    "checkpoint_every_s": ((int, float), 2.0, "trainer: periodic checkpoint, wall seconds"),
+    "step_s": ((int, float), 0.02, "trainer: wall seconds between stop-flag checks"),
+    "dim": ((int,), 128, "trainer: model size (floats)"),
+    "cpu_slots": ((int,), 1, "CPU-task slots per worker"),
 }
 GENERATE_KEYS = {
     "num_jobs", "lam", "seed", "max_scale_factor", "best_effort_percentage", "min_ddl",
@@ -63,6 +74,7 @@ class Scenario:
     seed: int = 0
     comm: str = "allreduce"
     horizon_s: float | None = None
+    real: dict = field(default_factory=dict)
     source: str = ""  # file the scenario came from (not part of the resolved scenario)
     base_dir: str = "."  # relative paths resolve against this
 
@@ -70,6 +82,8 @@ class Scenario:
         d = asdict(self)
         d.pop("source")
         d.pop("base_dir")
+        if not d["real"]:
+            d.pop("real")  # simulation-only scenarios resolve as before
         return d
 
     def path(self, p: str) -> Path:
@@ -192,6 +206,7 @@ def scenario_from_dict(
                 f"unknown generator key {bad[0]!r}; valid: {', '.join(sorted(GENERATE_KEYS))}",
                 file=source or None, line=lines.get(("trace", "generate", bad[0])),
                 field=f"trace.generate.{bad[0]}")
+    _check_real(data.get("real") or {}, source, lines)
     # policy name and params are validated against the registry
     from sim import registry
 
@@ -210,6 +225,22 @@ def scenario_from_dict(
         seed=int(data.get("seed", 0)),
         comm=data.get("comm", "allreduce"),
         horizon_s=data.get("horizon_s"),
+        real=dict(data.get("real") or {}),
         source=source,
         base_dir=base_dir,
     )
+
+
+def _check_real(real: dict[str, Any], source: str, lines: dict[tuple[str, ...], int]) -> None:
+    for key, value in real.items():
+        where = {"file": source or None, "line": lines.get(("real", key)),
+                 "field": f"real.{key}"}
+        if key not in REAL_KEYS:
+            raise InputError(f"unknown real-mode key {key!r}; valid: {', '.join(REAL_KEYS)}",
+                             **where)
+        types, _default, _help = REAL_KEYS[key]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            want = " or ".join(t.__name__ for t in types)
+            raise InputError(f"real.{key} must be {want}, got {value!r}", **where)
+        if types != (bool,) and value <= 0:
+            raise InputError(f"real.{key} must be > 0, got {value!r}", **where)

@@ -140,3 +140,29 @@ class ArtifactOverhead(OverheadModel):
         else:
             raise ValueError(f"unknown overhead rule {self.rule!r}")
         return out
+
+
+@dataclass
+class MeasuredOverhead(OverheadModel):
+    """Constant costs measured in a real run (``clustersim fidelity`` calibration).
+
+    A job's first start pays ``start_s``, a later (re)start ``resume_s``, and a
+    change of the GPU set of a running job (rescale, migration) ``resize_s``.
+    """
+
+    start_s: float = 0.0
+    resume_s: float = 0.0
+    resize_s: float = 0.0
+    _started: set[str] = field(default_factory=set)
+
+    def charge(self, ctx, changes):
+        out = {}
+        for jid, old, new in changes:
+            if old == new:
+                continue
+            if old:
+                out[jid] = self.resize_s
+            else:
+                out[jid] = self.resume_s if jid in self._started else self.start_s
+                self._started.add(jid)
+        return out
