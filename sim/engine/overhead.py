@@ -108,14 +108,17 @@ class ArtifactOverhead(OverheadModel):
         if self.rule == "every-instant":
             # The logger checks each placed job's GPU set against every set seen
             # since the last restart round (POLICIES.md 1.6), then remembers it.
-            if restart:
-                self._seen.clear()
+            # A restart round empties the cache only after that check (the
+            # artifact's logger sets in_cache before the scheduler resets its
+            # cache), and a cached job pays the base cost even in a restart round.
             for jid, _old, new in changes:
                 key = frozenset(new)
                 cached = key in self._seen
                 self._seen.add(key)
                 out[jid] = artifact_overhead_s(len(new), restart=restart, cached=cached,
                                                cluster_gpus=ctx.cluster_gpus)
+            if restart:
+                self._seen.clear()
         elif self.rule == "every-instant-uncached":
             for jid, _old, new in changes:
                 out[jid] = artifact_overhead_s(len(new), restart=restart, cached=False,
