@@ -404,7 +404,11 @@ def allocate_free(
 
     * After a grant, ``m`` is recomputed for *every* job with the step-2 rule, so jobs that
       can no longer grow within the smaller ``A`` drop to ``-inf`` (this only affects the
-      returned ``order``, never who is picked).
+      returned ``order``, never who is picked). [ARTIFACT] (``artifact=True``): the
+      artifact recomputes only jobs below their top level, so a job that a grant takes to
+      its top level keeps the ``m`` it was picked with (``scheduler.py``,
+      ``allocate_free_gpus``); again this only moves it in ``order``, which feeds the
+      runnable-list order and so placement ties.
     * The add-back inserts the job's own breakpoints (its plan changes and ``E``) into the
       what-if profile and does not compress it, so ``t1`` is the earliest of ``F``'s next
       breakpoint and the job's own next plan change/end (dict-like behaviour); the committed
@@ -460,7 +464,7 @@ def allocate_free(
     grants: list[tuple[Hashable, int, int]] = []
     ends_left: list[float] = []
     while A > 0:
-        pick = next((i for i in order if m[i] != -INF), None)
+        pick = next((i for i in order if m[i] != -INF and _can_grow(states[i])), None)
         if pick is None:
             break
         st = states[pick]
@@ -482,7 +486,10 @@ def allocate_free(
         if w.end != st.end:
             ends_left.append(st.end)
         for i in range(n):
-            evaluate(i)
+            # [ARTIFACT] only jobs below their top level are re-evaluated: a job a grant
+            # took to its top level keeps the m_j it was picked with
+            if not artifact or _can_grow(states[i]):
+                evaluate(i)
         order.sort(key=lambda i: -m[i])
     return FreeResult(states, [keys[i] for i in order], grants, F, ends_left)
 
@@ -643,6 +650,10 @@ def floor_level(levels: Sequence[int], f: float) -> int:
     """Largest level ``<= f``; 0 if there is none (e.g. ``f < 1``) (POLICIES.md 1.2)."""
     i = bisect_right(levels, f)
     return levels[i - 1] if i else 0
+
+
+def _can_grow(st: JobAlloc) -> bool:
+    return next_level(st.job.levels, st.num_gpu) != st.num_gpu
 
 
 def gpu_seconds(alloc: Sequence[tuple[float, int]], end: float) -> float:
@@ -1928,9 +1939,10 @@ def _allocate_free_fast(states: list[JobAlloc], keys: list[Hashable], A: int, no
     ends_left: list[float] = []
     owned = False  # F's lists are ours to change in place
     while A > 0:
-        pick = next((i for i in order if m[i] != -INF), None)
+        pick = next((i for i in order if m[i] != -INF and g2s[i] != states[i].num_gpu), None)
         if pick is None:
             break
+        m_pick = m[pick]
         st = states[pick]
         g = st.num_gpu
         g2 = g2s[pick]
@@ -2056,5 +2068,7 @@ def _allocate_free_fast(states: list[JobAlloc], keys: list[Hashable], A: int, no
                     continue
             fresh(i)
         fresh(pick)
+        if artifact and g2s[pick] == g2:
+            m[pick] = m_pick  # [ARTIFACT] a job at its top level keeps its last m_j
         order.sort(key=m.__getitem__, reverse=True)  # stable, like key=-m
     return FreeResult(states, [keys[i] for i in order], grants, F, ends_left)
