@@ -11,4 +11,6 @@ BUILTIN = (
     "sim.policies.tiresias",
     "sim.policies.gandiva",
     "sim.policies.themis",
+    "sim.policies.noreuse",
+    "sim.policies.reuse",
 )
