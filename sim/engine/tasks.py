@@ -84,6 +84,7 @@ class LibRun:
     placed: int = 0  # calls placed on it, executing or waiting
     slots: simpy.Resource | None = None
     ready: simpy.Event | None = None
+    lib_id: str = ""  # this instance's id in the log (one per install, as TaskVine's)
 
 
 @dataclass
@@ -139,6 +140,7 @@ class TaskExecutor:
         self.failed = 0
         self.total = len(self.tasks)
         self.decisions = 0
+        self.installs = 0
         self._kick: simpy.Event | None = None
         self._finished = self.env.event()
         self._next_progress = 0
@@ -216,7 +218,7 @@ class TaskExecutor:
         w.procs.clear()
         for lib in w.libs.values():
             if lib.state != "ready":
-                self.rec(self.now, "LIBRARY", lib.spec.name, "FAILURE", (w.spec.worker_id,))
+                self.rec(self.now, "LIBRARY", lib.lib_id, "FAILURE", (w.spec.worker_id,))
         w.libs.clear()
         w.cached.clear()
         max_r = self.wl.manager.max_retries
@@ -357,6 +359,8 @@ class TaskExecutor:
             self._reserve(w, spec.cores, spec.memory_MB, spec.disk_MB, f"library {name!r}")
         lib = LibRun(spec, slots=simpy.Resource(self.env, capacity=max(1, spec.slots)),
                      ready=self.env.event())
+        self.installs += 1
+        lib.lib_id = f"{name}-{self.installs}"
         w.libs[name] = lib
         w.view = None
         self._spawn(w, self._install_proc(w, lib))
@@ -404,13 +408,13 @@ class TaskExecutor:
         wid, spec = w.spec.worker_id, lib.spec
         try:
             yield from self._package(
-                w, spec, sent=lambda: self.rec(self.now, "LIBRARY", spec.name, "SENT", (wid,)))
+                w, spec, sent=lambda: self.rec(self.now, "LIBRARY", lib.lib_id, "SENT", (wid,)))
             yield self.env.timeout(self.rng.choice(spec.startup_s))
             lib.state = "ready"
             w.view = None
             assert lib.ready is not None
             lib.ready.succeed()
-            self.rec(self.now, "LIBRARY", spec.name, "STARTED", (wid,))
+            self.rec(self.now, "LIBRARY", lib.lib_id, "STARTED", (wid,))
             self.kick()
         except simpy.Interrupt:
             return

@@ -48,6 +48,7 @@ VARIANTS = ("2023", "current")
 DISCONNECT_REASONS = ("UNKNOWN", "IDLE_OUT", "FAST_ABORT", "FAILURE", "STATUS_WORKER",
                       "EXPLICIT", "XFER_ERRORS")
 _DECODER = json.JSONDecoder()
+_TASK_EVENTS = ("RUNNING", "WAITING_RETRIEVAL", "RETRIEVED", "DONE")
 
 
 @dataclass
@@ -311,6 +312,9 @@ class _Parser:
             self.attempts.append(a)
             self.open[tid] = a
             return
+        if ev not in _TASK_EVENTS:
+            raise self.err(f"unknown TASK event {ev!r}; valid: READY, WAITING, "
+                           f"{', '.join(_TASK_EVENTS)}", "event")
         a = self.open.get(tid)
         if a is None:
             raise self.err(f"task {tid} has {ev} before READY/WAITING", "task_id")
