@@ -137,7 +137,7 @@ def draw_workers(log: TxnLog, out: Path, stem: str, title: str = "") -> list[Pat
             ax.barh(d["row"], d["end_s"] - d["start_s"], left=d["start_s"], height=1.0,
                     color=colour, label=kind, linewidth=0)
     ax.set_xlabel("time from manager start (s)")
-    ax.set_ylabel("workers (by connection); rows: lifetime, cache, transfers, slots")
+    ax.set_ylabel("workers (by connection)")
     ax.set_yticks([])
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
