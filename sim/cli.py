@@ -4,8 +4,9 @@ Subcommands: ``run`` (one scenario), ``compare`` (several policies on one
 trace: a table and a bar chart), ``policies`` (what is registered, with
 parameters), ``sweep`` (a grid of scenarios into the results store),
 ``figures`` (a paper's figure set, from the store), ``results`` (export the
-store) and ``report`` (one HTML page of the store). Input errors print one
-line naming file, line and field and exit with status 2; nothing is written.
+store), ``report`` (one HTML page of the store) and ``validate`` (replay a real
+run's log and compare). Input errors print one line naming file, line and field and exit
+with status 2; nothing is written.
 """
 
 from __future__ import annotations
@@ -87,12 +88,26 @@ def _parser() -> argparse.ArgumentParser:
 
     fg = sub.add_parser("figures", help="run what a paper's figures need, then draw them "
                         "from the store")
-    fg.add_argument("figure_set", metavar="SET", choices=["elasticflow"],
-                    help="figure set: elasticflow")
+    fg.add_argument("figure_set", metavar="SET", choices=["elasticflow", "taskvine"],
+                    help="figure set: elasticflow, taskvine")
     fg.add_argument("--only", metavar="IDS", help="comma-separated figure ids (e.g. 8a,10)")
     fg.add_argument("--out", help="output folder (default results/figures/<set>/)")
     _add_sweep_options(fg)
     fg.set_defaults(func=_cmd_figures)
+
+    va = sub.add_parser("validate", help="replay a real run's log in simulation and compare "
+                        "completion curves")
+    va.add_argument("system", choices=["taskvine"], help="log format: taskvine")
+    va.add_argument("log", help="TaskVine transaction log")
+    va.add_argument("--policy", default="reuse", help="policy (default reuse)")
+    va.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="policy parameter (default install=demand, overcommit_slots=true)")
+    va.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    va.add_argument("--variant", choices=["2023", "current"], help="log variant (default: "
+                    "detected)")
+    va.add_argument("--out", help="output folder (default results/validate-<log name>)")
+    va.add_argument("--quiet", action="store_true", help="no progress bar")
+    va.set_defaults(func=_cmd_validate)
 
     rs = sub.add_parser("results", help="export the store's runs, jobs and timeline tables")
     rs.add_argument("--store", default=None, help="results store (default "
@@ -175,6 +190,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sim.scenario import load_scenario, scenario_from_dict, set_dotted
 
     if args.scenario:
+        from sim.taskrun import is_task_scenario
+
+        if is_task_scenario(args.scenario):
+            return _run_tasks(args)
         scn = load_scenario(args.scenario, args.set)
         if any([args.trace, args.cluster, args.policy, args.slot, args.gpu_type, args.preset]):
             raise InputError("give either a scenario file or --trace/--cluster/--policy, not both")
@@ -358,6 +377,8 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     from sim.sweep import load_grid
 
     _check_workers(args)
+    if args.figure_set == "taskvine":
+        return _taskvine_figures(args)
     figset = figure_set(args.figure_set)
     wanted = list(figset.FIGURES)
     if args.only:
@@ -379,6 +400,126 @@ def _cmd_figures(args: argparse.Namespace) -> int:
             paths = fig.draw(runs, store, out)
             print(f"figure {fig.id}: " + ", ".join(str(p) for p in paths))
     return 0 if ok else 1
+
+
+def _task_progress(enabled: bool, label: str):
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=label, unit="task", leave=False, file=sys.stderr,
+               bar_format="{desc}: {n}/{total} tasks done {postfix}")
+
+    def update(now_s: float, done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(f"sim time {now_s:.0f} s", refresh=False)
+        bar.update(0)
+
+    return update, bar.close
+
+
+def _run_tasks(args: argparse.Namespace) -> int:
+    from sim.taskrun import load_task_scenario, run_task_scenario, write_task_run
+
+    scn = load_task_scenario(args.scenario, args.set)
+    upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.policy)
+    try:
+        res = run_task_scenario(scn, progress=upd)
+    finally:
+        close()
+    out = write_task_run(res, Path(args.out or f"results/{scn.name}"))
+    for n in res.notes:
+        print(f"note: {n}")
+    _print_table([res.summary], ["policy", "tasks", "done", "failed", "t10_s", "t50_s", "t90_s",
+                                 "t100_s", "wall_s"])
+    print(f"wrote {out}/")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from sim.scenario import set_dotted
+    from sim.taskrun import (
+        QUANTILES,
+        quantile_time,
+        run_task_scenario,
+        task_scenario_from_dict,
+        write_task_run,
+    )
+    from sim.traces.taskvine import read_log
+
+    params: dict = {"install": "demand", "overcommit_slots": True} if args.policy == "reuse" \
+        else {}
+    for kv in args.param:
+        set_dotted(params, kv)
+    log = Path(args.log)
+    real = read_log(log, variant=args.variant)  # validates the log before anything runs
+    wl: dict = {"taskvine_log": str(log)}
+    if args.variant:
+        wl["variant"] = args.variant
+    scn = task_scenario_from_dict({"name": f"validate-{log.name.split('.')[0]}", "workload": wl,
+                                   "policy": args.policy, "params": params, "seed": args.seed},
+                                  source="<command line>")
+    upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.policy)
+    try:
+        res = run_task_scenario(scn, progress=upd)
+    finally:
+        close()
+    real_t = real.completions()
+    total = len(res.workload.tasks)
+    print(f"{log}: {total} tasks replayed on {len(res.workload.workers)} workers "
+          f"({real.variant} log), policy {args.policy} {params}")
+    for n in res.notes:
+        print(f"note: {n}")
+    print(f"{'completed':>9}  {'real s':>8}  {'sim s':>8}  {'error':>7}")
+    for q in QUANTILES:
+        r, m = quantile_time(real_t, q, total), quantile_time(res.completions, q, total)
+        err = f"{(m - r) / r * 100:+.1f}%" if r and m is not None else "-"
+        print(f"{int(q * 100):>8}%  {_fmt_s(r):>8}  {_fmt_s(m):>8}  {err:>7}")
+    out = write_task_run(res, Path(args.out or f"results/{scn.name}"))
+    with (out / "real_completions.csv").open("w") as fh:
+        fh.write("done,time_s\n")
+        fh.writelines(f"{i},{t:.6f}\n" for i, t in enumerate(real_t, start=1))
+    print(f"curves: {out}/completions.csv (simulated), {out}/real_completions.csv (real); "
+          f"simulated log: {out}/transactions")
+    return 0
+
+
+def _fmt_s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _taskvine_figures(args: argparse.Namespace) -> int:
+    from analysis.taskvine import SCENARIOS, draw_all
+
+    from sim.taskrun import load_task_scenario, run_task_scenario, write_task_run
+
+    scns = [load_task_scenario(p, args.set) for p in SCENARIOS]  # validate all first
+    runs_dir = Path(args.out or "results/figures/taskvine") / "runs"
+    dirs = {}
+    for scn in scns:
+        d = runs_dir / scn.name
+        done = d / "summary.json"
+        if done.exists() and (d / "scenario.yaml").read_text() == _yaml(scn.resolved()):
+            print(f"{scn.name}: already run")
+        else:
+            upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.name)
+            try:
+                res = run_task_scenario(scn, progress=upd)
+            finally:
+                close()
+            write_task_run(res, d)
+            print(f"{scn.name}: done in {res.summary['wall_s']:.1f} s")
+        dirs[scn.name] = d
+    for path in draw_all(scns, dirs, Path(args.out or "results/figures/taskvine")):
+        print(f"wrote {path}")
+    return 0
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
 
 
 def _cmd_results(args: argparse.Namespace) -> int:

@@ -66,6 +66,7 @@ class TaskSpec:
         library: name of the library this call needs (``None`` for a plain task).
         input_MB, output_MB: data moved from/to the manager.
         params: free-form payload (function arguments in real mode).
+        depends_on: ids of tasks that must finish before this one is ready.
     """
 
     task_id: str
@@ -79,3 +80,4 @@ class TaskSpec:
     input_MB: float = 0.0
     output_MB: float = 0.0
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    depends_on: tuple[str, ...] = ()

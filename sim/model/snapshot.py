@@ -7,12 +7,14 @@ a policy cannot reach around the Controller and change the world.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
 from sim.model.cluster import ClusterSpec
 from sim.model.job import JobSpec, TaskSpec
+from sim.model.tasks import LibrarySpec
 from sim.model.throughput import ThroughputTable
 
 
@@ -81,6 +83,7 @@ class WorkerView:
     libraries: tuple[str, ...] = ()  # libraries installed (warm) on this worker
     free_slots: tuple[tuple[str, int], ...] = ()  # (library, free function slots)
     cached: tuple[str, ...] = ()  # files/packages in the worker's cache
+    installing: tuple[str, ...] = ()  # libraries sent to this worker, not yet started
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,9 @@ class Snapshot:
         slot_s: the scheduling slot length (0 = none).
         more_arrivals: trace jobs are still to arrive after this instant (a simulation
             knows its trace; an executor that cannot tell says True).
-        workers, tasks: CPU-task side (empty for GPU-job workloads).
+        workers, tasks: CPU-task side (empty for GPU-job workloads); ``tasks`` holds
+            the ready tasks the manager looks at, in queue order.
+        libraries: library name -> spec (task workloads).
     """
 
     now_s: float
@@ -121,6 +126,7 @@ class Snapshot:
     more_arrivals: bool = True
     workers: tuple[WorkerView, ...] = ()
     tasks: tuple[TaskView, ...] = ()
+    libraries: Mapping[str, LibrarySpec] = field(default_factory=dict)
     # indexes an executor may supply so that consumers need not scan every job
     by_id: dict[str, JobView] | None = field(default=None, repr=False, compare=False)
     holding: tuple[str, ...] | None = field(default=None, repr=False, compare=False)

@@ -12,4 +12,6 @@ BUILTIN = (
     "sim.policies.gandiva",
     "sim.policies.themis",
     "sim.policies.chronus",
+    "sim.policies.noreuse",
+    "sim.policies.reuse",
 )
