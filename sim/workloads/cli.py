@@ -20,7 +20,8 @@ def run_workload(kind: str, args: argparse.Namespace) -> int:
     res = mod.run(scn)
     out = mod.write(res, Path(args.out or f"results/{scn.name}"))
     if kind == "threeways":
-        for line in res.lines[:3] + (["..."] if len(res.lines) > 6 else []) + res.lines[-3:]:
+        lines = res.lines if len(res.lines) <= 6 else [*res.lines[:3], "...", *res.lines[-3:]]
+        for line in lines:
             print(line)
         s = res.summary
         print(f"{s['strategy']}: {s['instances']} instances ({s['skipped']} already stored) "
