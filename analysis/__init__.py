@@ -12,7 +12,8 @@ import importlib
 from types import ModuleType
 
 #: figure-set name -> module
-FIGURE_SETS = {"elasticflow": "analysis.elasticflow"}
+FIGURE_SETS = {"elasticflow": "analysis.elasticflow", "threeways": "analysis.threeways",
+               "dragon": "analysis.dragon"}
 
 
 def figure_set(name: str) -> ModuleType:

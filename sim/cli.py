@@ -88,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
 
     fg = sub.add_parser("figures", help="run what a paper's figures need, then draw them "
                         "from the store")
-    fg.add_argument("figure_set", metavar="SET", choices=["elasticflow", "taskvine"],
-                    help="figure set: elasticflow, taskvine")
+    fg.add_argument("figure_set", metavar="SET",
+                    choices=["elasticflow", "taskvine", "threeways", "dragon"],
+                    help="figure set: elasticflow, taskvine, threeways, dragon")
     fg.add_argument("--only", metavar="IDS", help="comma-separated figure ids (e.g. 8a,10)")
     fg.add_argument("--out", help="output folder (default results/figures/<set>/)")
     _add_sweep_options(fg)
@@ -191,7 +192,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.scenario:
         from sim.taskrun import is_task_scenario
+        from sim.workloads import scenario_kind
 
+        kind = scenario_kind(args.scenario)  # threeways / dragon scenarios
+        if kind is not None:
+            from sim.workloads.cli import run_workload
+
+            return run_workload(kind, args)
         if is_task_scenario(args.scenario):
             return _run_tasks(args)
         scn = load_scenario(args.scenario, args.set)
@@ -379,6 +386,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     _check_workers(args)
     if args.figure_set == "taskvine":
         return _taskvine_figures(args)
+    if args.figure_set in ("threeways", "dragon"):
+        from sim.workloads.cli import figures
+
+        return figures(args)
     figset = figure_set(args.figure_set)
     wanted = list(figset.FIGURES)
     if args.only:

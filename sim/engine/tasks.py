@@ -28,6 +28,9 @@ What is modelled (costs come from the workload, see :mod:`sim.model.tasks`):
 * **Plain tasks**: a task whose library is not on its worker runs standalone and
   pays the start-up itself: the package once per worker, then one ``startup_s``
   draw per task before its ``duration_s``.
+* **Errors**: a task with an ``error`` runs, then finishes with result
+  ``TASK_ERROR``; every task downstream of a failed task (error or retries used
+  up) finishes at once with ``DEP_FAILED`` and never runs.
 
 Ties: SimPy orders same-time events by scheduling order; every queue here is
 ordered by an explicit key (priority, sequence number, worker connection order).
@@ -62,6 +65,9 @@ EPS = 1e-9
 #: pending package sends (never interrupting one), as the manager's loop handles
 #: task traffic between the sends.
 MESSAGE, PACKAGE = 0, 1
+#: Results of a task that raised its ``error`` and of a task skipped because a
+#: task it depends on failed.
+TASK_ERROR, DEP_FAILED = "TASK_ERROR", "DEP_FAILED"
 
 
 @dataclass
@@ -174,6 +180,8 @@ class TaskExecutor:
     def _arrive(self, tr: TaskRun):
         if tr.spec.submit_s > 0:
             yield self.env.timeout(tr.spec.submit_s)
+        if tr.state == "failed":  # a dependency failed before this task was submitted
+            return
         if tr.deps_left == 0:
             self._make_ready(tr)
         else:
@@ -472,8 +480,10 @@ class TaskExecutor:
                 w.view = None
             w.tasks.discard(s.task_id)
             self._release(w, s.cores, s.memory_MB, s.disk_MB)
-            self.rec(self.now, "TASK", s.task_id, "RETRIEVED", ("SUCCESS", 0, ws, we, s.output_MB))
-            self._finish(tr, "SUCCESS")
+            result = "SUCCESS" if s.error is None else TASK_ERROR
+            self.rec(self.now, "TASK", s.task_id, "RETRIEVED",
+                     (result, 0 if s.error is None else 1, ws, we, s.output_MB))
+            self._finish(tr, result)
         except simpy.Interrupt:
             return
 
@@ -491,9 +501,23 @@ class TaskExecutor:
                     self._make_ready(dr)
         else:
             self.failed += 1
+            self._fail_dependants(tr)
         if self.progress is not None and self.done + self.failed >= self._next_progress:
             self.progress(self.now, self.done, self.total)
             self._next_progress = self.done + self.failed + max(1, self.total // 100)
         if self.done + self.failed >= self.total and not self._finished.triggered:
             self._finished.succeed()
         self.kick()
+
+    def _fail_dependants(self, tr: TaskRun) -> None:
+        """Every task downstream of a failed one fails too, without running."""
+        stack = list(reversed(self.dependants.get(tr.spec.task_id, ())))
+        while stack:
+            dr = self.tasks[stack.pop()]
+            if dr.state in ("done", "failed"):
+                continue
+            dr.state = "failed"
+            dr.done_s = self.now
+            self.failed += 1
+            self.rec(self.now, "TASK", dr.spec.task_id, "DONE", (DEP_FAILED, -1))
+            stack.extend(reversed(self.dependants.get(dr.spec.task_id, ())))

@@ -67,6 +67,8 @@ class TaskSpec:
         input_MB, output_MB: data moved from/to the manager.
         params: free-form payload (function arguments in real mode).
         depends_on: ids of tasks that must finish before this one is ready.
+        error: the task raises this error when it runs (its result carries it and
+            the tasks that depend on it never run); ``None`` for a task that succeeds.
     """
 
     task_id: str
@@ -81,3 +83,4 @@ class TaskSpec:
     output_MB: float = 0.0
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     depends_on: tuple[str, ...] = ()
+    error: str | None = None
