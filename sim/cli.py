@@ -502,7 +502,6 @@ def _fmt_s(v: float | None) -> str:
 
 def _taskvine_figures(args: argparse.Namespace) -> int:
     from analysis.taskvine import SCENARIOS, draw_all
-
     from sim.taskrun import load_task_scenario, run_task_scenario, write_task_run
 
     scns = [load_task_scenario(p, args.set) for p in SCENARIOS]  # validate all first
