@@ -13,4 +13,5 @@ BUILTIN = (
     "sim.policies.themis",
     "sim.policies.noreuse",
     "sim.policies.reuse",
+    "sim.policies.gpr",
 )
