@@ -26,15 +26,15 @@ JOIN_EVENTS = ("start", "reprioritisation", "completion")
 
 @dataclass(frozen=True, slots=True)
 class JoinRule:
-    """When a pool joins: ``delay_s`` after the ``count``-th ``on`` event.
+    """When a pool joins: ``delay_s`` after the ``count``-th ``after`` event.
 
     Attributes:
-        on: one of :data:`JOIN_EVENTS` (``start`` ignores ``count``).
+        after: one of :data:`JOIN_EVENTS` (``start`` ignores ``count``).
         count: which occurrence of the event (1-based).
         delay_s: batch-queue wait plus pool start-up after the event.
     """
 
-    on: str = "start"
+    after: str = "start"
     count: int = 0
     delay_s: float = 0.0
 
