@@ -74,10 +74,11 @@ def draw_best(comps: pd.DataFrame, events: pd.DataFrame, out_dir: Path) -> list[
     data = []
     for ax, x, xlabel in ((axes[0], "time_s", "time (s)"),
                           (axes[1], "done", "completed tasks")):
-        grid = np.linspace(0, comps[x].max(), 400)
+        grid = np.linspace(comps[x].min(), comps[x].max(), 400)
         for score in [s for s in SCORES if s in set(comps.score)]:
             med, lo, hi = _bands(comps, x, grid)[score]
-            ax.plot(grid, med, color=COLOURS[score], label=LABELS[score], lw=1.6)
+            ax.plot(grid, med, color=COLOURS[score], label=LABELS[score], lw=1.6,
+                    ls="--" if score == "mean" else "-", zorder=3 if score == "ei" else 2)
             ax.fill_between(grid, lo, hi, color=COLOURS[score], alpha=0.18, lw=0)
             data.append(pd.DataFrame({"axis": x, "x": grid, "score": score, "median": med,
                                       "p10": lo, "p90": hi}))
@@ -96,7 +97,7 @@ def draw_best(comps: pd.DataFrame, events: pd.DataFrame, out_dir: Path) -> list[
             axes[1].axvline(n, color="black", ls=":", lw=0.7, alpha=0.6)
     opt = comps.groupby("seed")["best"].min().mean()
     for ax in axes:
-        ax.axhline(opt, color="green", lw=0.8, alpha=0.5)
+        ax.axhline(opt, color="green", lw=0.8, alpha=0.5, label="optimum (mean over seeds)")
     axes[0].set_ylabel("best Ackley value found (lower is better)")
     axes[0].legend(fontsize=8)
     axes[0].set_title("best value vs time (dotted: reprioritisations, dashed: pool joins)",

@@ -229,3 +229,33 @@ def test_gpr_finds_the_best_sooner_than_fifo_over_seeds():
             scores[score].append(run_pool_scenario(scn).summary["time_to_best_s"])
     ei, fifo = np.mean(scores["ei"]), np.mean(scores["fifo"])
     assert ei < 0.6 * fifo, scores
+
+
+def test_figures_draw_from_run_folders(tmp_path):
+    from analysis.gpr import draw_all
+    from sim.poolrun import write_pool_run
+
+    dirs, summaries = {}, {}
+    for score in ("ei", "fifo"):
+        for seed in (0, 1):
+            scn = load_pool_scenario("scenarios/gpr-ackley.yaml", [
+                "workload.ackley.points=60", "params.retrain_every=10", f"seed={seed}",
+                f"params.score={score}"])
+            res = run_pool_scenario(scn)
+            label = f"{score}-s{seed}"
+            dirs[label] = write_pool_run(res, tmp_path / "runs" / label)
+            summaries[label] = res.summary
+    paths = draw_all(dirs, tmp_path / "fig")
+    assert {p.name for p in paths} >= {"gpr-best.png", "gpr-best.csv", "gpr-epsilon.pdf",
+                                       "gpr-epsilon.csv"}
+    import pandas as pd
+
+    eps = pd.read_csv(tmp_path / "fig" / "gpr-epsilon.csv").set_index("score")
+    for score in ("ei", "fifo"):
+        want = np.mean([summaries[f"{score}-s{s}"]["time_to_best_s"] for s in (0, 1)])
+        assert eps.loc[score, "time_to_best_s_mean"] == pytest.approx(want)
+    best = pd.read_csv(tmp_path / "fig" / "gpr-best.csv")
+    last = best[(best.axis == "done") & (best.score == "fifo")].iloc[-1]
+    # after every task the median best is the median of the seeds' optima
+    assert last["median"] == pytest.approx(np.median([summaries[f"fifo-s{s}"]["optimum"]
+                                                      for s in (0, 1)]))
