@@ -157,14 +157,16 @@ def pool_scenario_from_dict(data: dict[str, Any], *, source: str = "",
             raise err(f"unknown ackley key {k!r}; valid: {', '.join(fields)}",
                       "workload", "ackley", k)
         typed(v, (int,) if k in ("points", "dim") else (int, float), "workload", "ackley", k)
-    spec = AckleySpec(**{k: (v if k in ("points", "dim") else float(v)) for k, v in ack.items()})
+    values: dict[str, Any] = {k: (v if k in ("points", "dim") else float(v))
+                              for k, v in ack.items()}
+    spec = AckleySpec(**values)
     if spec.points < 1 or spec.dim < 1:
         raise err("points and dim must be >= 1", "workload", "ackley")
     if not spec.low < spec.high:
         raise err(f"low ({spec.low}) must be below high ({spec.high})", "workload", "ackley")
     if spec.runtime_log_sd < 0:
         raise err("runtime_log_sd must be >= 0", "workload", "ackley", "runtime_log_sd")
-    pools = []
+    pools: list[PoolSpec] = []
     if not data["pools"]:
         raise err("at least one pool is needed", "pools")
     for i, p in enumerate(data["pools"]):
