@@ -89,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     fg = sub.add_parser("figures", help="run what a paper's figures need, then draw them "
                         "from the store")
     fg.add_argument("figure_set", metavar="SET",
-                    choices=["elasticflow", "taskvine", "threeways", "dragon"],
-                    help="figure set: elasticflow, taskvine, threeways, dragon")
+                    choices=["elasticflow", "taskvine", "gpr", "threeways", "dragon"],
+                    help="figure set: elasticflow, taskvine, gpr, threeways, dragon")
     fg.add_argument("--only", metavar="IDS", help="comma-separated figure ids (e.g. 8a,10)")
     fg.add_argument("--out", help="output folder (default results/figures/<set>/)")
     _add_sweep_options(fg)
@@ -191,6 +191,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sim.scenario import load_scenario, scenario_from_dict, set_dotted
 
     if args.scenario:
+        from sim.poolrun import is_pool_scenario
         from sim.taskrun import is_task_scenario
         from sim.workloads import scenario_kind
 
@@ -199,6 +200,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from sim.workloads.cli import run_workload
 
             return run_workload(kind, args)
+        if is_pool_scenario(args.scenario):
+            return _run_pools(args)
         if is_task_scenario(args.scenario):
             return _run_tasks(args)
         scn = load_scenario(args.scenario, args.set)
@@ -390,6 +393,8 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         from sim.workloads.cli import figures
 
         return figures(args)
+    if args.figure_set == "gpr":
+        return _gpr_figures(args)
     figset = figure_set(args.figure_set)
     wanted = list(figset.FIGURES)
     if args.only:
@@ -522,6 +527,51 @@ def _taskvine_figures(args: argparse.Namespace) -> int:
             print(f"{scn.name}: done in {res.summary['wall_s']:.1f} s")
         dirs[scn.name] = d
     for path in draw_all(scns, dirs, Path(args.out or "results/figures/taskvine")):
+        print(f"wrote {path}")
+    return 0
+
+
+def _run_pools(args: argparse.Namespace) -> int:
+    from sim.poolrun import load_pool_scenario, run_pool_scenario, write_pool_run
+
+    scn = load_pool_scenario(args.scenario, args.set)
+    upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.name)
+    try:
+        res = run_pool_scenario(scn, progress=upd)
+    finally:
+        close()
+    out = write_pool_run(res, Path(args.out or f"results/{scn.name}"))
+    _print_table([res.summary], ["score", "seed", "tasks", "done", "best_value", "optimum",
+                                 "time_to_eps_s", "tasks_to_eps", "time_to_best_s",
+                                 "tasks_to_best", "reprioritisations", "makespan_s", "wall_s"])
+    print(f"wrote {out}/")
+    return 0
+
+
+def _gpr_figures(args: argparse.Namespace) -> int:
+    """Run the GPR figure's runs (policy variants x seeds) that are missing, then draw."""
+    from analysis.gpr import RUNS, SCENARIO, draw_all
+    from sim.poolrun import load_pool_scenario, run_pool_scenario, scenario_yaml, write_pool_run
+
+    if args.only:
+        raise InputError("the gpr set has one figure; --only does not apply", field="--only")
+    scns = {label: load_pool_scenario(SCENARIO, [*args.set, *sets])
+            for label, sets in RUNS.items()}  # validate all first
+    out = Path(args.out or "results/figures/gpr")
+    dirs = {}
+    for label, scn in scns.items():
+        d = out / "runs" / label
+        if (d / "summary.json").exists() and (d / "scenario.yaml").read_text() == \
+                scenario_yaml(scn):
+            if not args.quiet:
+                print(f"{label}: already run")
+        else:
+            res = run_pool_scenario(scn)
+            write_pool_run(res, d)
+            if not args.quiet:
+                print(f"{label}: done in {res.summary['wall_s']:.1f} s")
+        dirs[label] = d
+    for path in draw_all(dirs, out):
         print(f"wrote {path}")
     return 0
 

@@ -198,9 +198,17 @@ class TaskExecutor:
                  ("default", tr.attempt, s.cores, s.memory_MB, s.disk_MB))
         self.kick()
 
+    def add_worker(self, spec: WorkerSpec) -> None:
+        """Bring in a worker the workload did not list (a pool that joins on a workflow
+        event); it connects at ``spec.connect_s`` (not before now)."""
+        if spec.worker_id in self.workers:
+            raise ValueError(f"worker {spec.worker_id!r} already exists")
+        w = self.workers[spec.worker_id] = WorkerRun(spec, len(self.workers))
+        self.env.process(self._worker_life(w))
+
     def _worker_life(self, w: WorkerRun):
         s = w.spec
-        yield self.env.timeout(s.connect_s)
+        yield self.env.timeout(max(0.0, s.connect_s - self.now))
         w.connected = True
         self.connected.append(w)
         self.connected.sort(key=lambda x: x.order)

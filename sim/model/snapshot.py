@@ -114,6 +114,8 @@ class Snapshot:
         workers, tasks: CPU-task side (empty for GPU-job workloads); ``tasks`` holds
             the ready tasks the manager looks at, in queue order.
         libraries: library name -> spec (task workloads).
+        results: task id -> value returned by each task completed so far (task
+            workloads whose tasks return a result, e.g. an objective to minimise).
     """
 
     now_s: float
@@ -127,6 +129,7 @@ class Snapshot:
     workers: tuple[WorkerView, ...] = ()
     tasks: tuple[TaskView, ...] = ()
     libraries: Mapping[str, LibrarySpec] = field(default_factory=dict)
+    results: Mapping[str, float] = field(default_factory=dict)
     # indexes an executor may supply so that consumers need not scan every job
     by_id: dict[str, JobView] | None = field(default=None, repr=False, compare=False)
     holding: tuple[str, ...] | None = field(default=None, repr=False, compare=False)

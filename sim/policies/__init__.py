@@ -14,4 +14,5 @@ BUILTIN = (
     "sim.policies.chronus",
     "sim.policies.noreuse",
     "sim.policies.reuse",
+    "sim.policies.gpr",
 )
