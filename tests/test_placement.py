@@ -255,3 +255,25 @@ def test_first_fit_prefers_one_switch_then_spreads() -> None:
     assert got is not None and len(got) == 12 and set(got) <= free
     assert {c.node_of(x) for x in got} >= {0, 2, 3}
     assert first_fit(c, free, 13) == tuple(sorted(free))
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(st.tuples(st.booleans(), st.sampled_from([1, 2, 4, 8, 12, 16, 24, 32])),
+                    min_size=1, max_size=40))
+def test_a_failed_place_changes_nothing(ops: list[tuple[bool, int]]) -> None:
+    """Placing tries several class lists and puts each set it cannot use back behind its
+    equals; when nothing fits, every list, the free nodes and every job are as before."""
+    p = BuddyPlacer(cluster(num_switch=1, nodes_per_switch=4, gpn=8))
+    placed: list[str] = []
+    failures = 0
+    for n, (release, g) in enumerate(ops):
+        if release and placed:
+            p.release(placed.pop(len(placed) // 2))
+            continue
+        before = (p.class_lists(), p.free_nodes(), p.placements(), p.free_gpus())
+        try:
+            p.place(f"j{n}", g)
+            placed.append(f"j{n}")
+        except FragmentationError:
+            failures += 1
+            assert (p.class_lists(), p.free_nodes(), p.placements(), p.free_gpus()) == before

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -109,6 +110,7 @@ class BuddyPlacer:
     def __init__(self, cluster: ClusterSpec) -> None:
         self.cluster = cluster
         self._gpn = cluster.gpus_per_node
+        self._node_gpus = [tuple(cluster.gpus_of_node(n)) for n in range(cluster.num_nodes)]
         self.reset()
 
     # -- public API ------------------------------------------------------------
@@ -141,7 +143,7 @@ class BuddyPlacer:
                 f"job {job_key!r}: {g!r} GPUs is not a placement class; "
                 f"the elastic scheme needs one of {list(CLASS_KEYS)}"
             )
-        saved: dict[int, list[NodeSet]] = {}
+        saved: list[tuple[int, NodeSet]] = []  # sets tried and put back, to undo on failure
         ns = self._try_class(g, g, saved)
         if ns is None:
             for k in reversed(CLASS_KEYS):
@@ -153,7 +155,10 @@ class BuddyPlacer:
         if ns is None:
             need = math.ceil(g / self._gpn)
             if need > len(self._free_nodes):
-                self._classes.update(saved)  # undo the put-backs: a failure changes nothing
+                for k, tried in reversed(saved):  # undo the put-backs: a failure changes nothing
+                    lst = self._classes[k]
+                    del lst[_index_of(lst, tried)]
+                    lst.insert(0, tried)
                 raise FragmentationError(
                     f"cannot place job {job_key!r} on {g} GPUs: no node set of class "
                     f">= {g} has room and only {len(self._free_nodes)} free node(s) remain "
@@ -161,7 +166,9 @@ class BuddyPlacer:
                 )
             nodes = tuple(self._free_nodes[:need])
             del self._free_nodes[:need]
-            gpus = tuple(gpu for n in nodes for gpu in self.cluster.gpus_of_node(n))
+            node_gpus = self._node_gpus
+            gpus = (node_gpus[nodes[0]] if need == 1
+                    else tuple(gpu for n in nodes for gpu in node_gpus[n]))
             ns = NodeSet(nodes=nodes, capacity=need * self._gpn, gpus=gpus,
                          slots=[None] * (need * self._gpn))
         ids = self._assign(ns, job_key, g)
@@ -214,16 +221,17 @@ class BuddyPlacer:
         return job_key in self._jobs
 
     # -- helpers ---------------------------------------------------------------
-    def _try_class(self, k: int, g: int, saved: dict[int, list[NodeSet]]) -> NodeSet | None:
-        """Pop the first set of class ``k``; return it if ``g`` fits, else put it back."""
+    def _try_class(self, k: int, g: int, saved: list[tuple[int, NodeSet]]) -> NodeSet | None:
+        """Pop the first set of class ``k``; return it if ``g`` fits, else put it back
+        (after the sets of equal ``util``) and note it in ``saved``."""
         lst = self._classes[k]
         if not lst:
             return None
-        saved.setdefault(k, list(lst))
         ns = lst.pop(0)
         if ns.util + g <= ns.capacity:
             return ns
         self._insert(k, ns)
+        saved.append((k, ns))
         return None
 
     def _assign(self, ns: NodeSet, job_key: JobKey, g: int) -> tuple[int, ...]:
@@ -247,8 +255,11 @@ class BuddyPlacer:
     def _insert(self, k: int, ns: NodeSet) -> None:
         # Append-then-stable-sort by util == insert after every set of equal util.
         lst = self._classes[k]
-        bisect.insort_right(lst, ns, key=lambda s: s.util)
+        bisect.insort_right(lst, ns, key=_util)
         ns.klass = k
+
+
+_util = operator.attrgetter("util")
 
 
 def _index_of(lst: list[NodeSet], ns: NodeSet) -> int:
