@@ -24,9 +24,12 @@ nothing that cannot:
   (the policy's full ``Params``, defaults included), ``slot_s``, ``preset``, ``seed``,
   ``comm``, ``horizon_s``.
 
-The scenario ``name`` is a label and is not part of the key.
+The scenario ``name`` is a label and is not part of the key. Runs of the other
+scenario kinds (:mod:`sim.kinds`) resolve to ``kind``, ``version`` and the kind's own
+validated scenario (docs/store.md lists them). ``store-<n>`` in ``version`` is
+:data:`KEY_FORMAT`, not the schema version.
 
-Schema (``SCHEMA_VERSION`` 1)
+Schema (``SCHEMA_VERSION`` 2; a schema-1 store is migrated in place when opened)
 -----------------------------
 ``meta(name TEXT PRIMARY KEY, value TEXT)``
     ``schema_version``.
@@ -40,7 +43,8 @@ Schema (``SCHEMA_VERSION`` 1)
     ``deadline_satisfactory_ratio``, ``jct_mean_s``, ``be_jct_mean_s``,
     ``gpu_utilisation``, ``makespan_s`` (NULL for a failed run or an undefined metric),
     ``scenario`` (the resolved scenario, canonical JSON), ``summary`` (the run's full
-    summary, :func:`sim.metrics.summary.summarise` plus run facts, JSON).
+    summary, :func:`sim.metrics.summary.summarise` plus run facts, JSON), ``kind``
+    (the scenario kind; the GPU setup columns are NULL for other kinds).
 
 ``jobs`` (one row per job of a ``done`` run; primary key ``(run_key, idx)``)
     ``run_key`` and the columns of :data:`sim.metrics.summary.JOB_COLUMNS` (see
@@ -54,10 +58,19 @@ Schema (``SCHEMA_VERSION`` 1)
     POLICIES.md 1.7, sum over running jobs of ``tput(g) / tput(1)`` divided by the
     cluster's GPUs (computed by :func:`sim.sweep.cluster_efficiency`).
 
-The event log is not stored (it is the largest table and no figure needs it); ``clustersim
-run`` still writes it.
+``items`` (one row per item of a ``done`` run of a task-workload kind; primary key
+``(run_key, idx)``)
+    ``run_key``, ``idx``, ``item_id``, ``status``, ``start_s``, ``end_s`` and ``data``
+    (the kind's own columns, JSON; :meth:`Store.items` spreads them into columns).
 
-Atomicity: :meth:`Store.put` writes a run's row, its job rows and its timeline rows in
+``files`` (primary key ``(run_key, name)``)
+    run-folder files of a ``done`` task-workload run that its figures read (a
+    transaction log, completion curves), zlib-compressed.
+
+The GPU event log is not stored (it is the largest table and no figure needs it);
+``clustersim run`` still writes it.
+
+Atomicity: :meth:`Store.put` writes a run's row and all its rows in other tables in
 one transaction, replacing any earlier row with the same key (a failed run that is
 retried). A process killed mid-write leaves the previous state; there is never a
 ``done`` run without its jobs.

@@ -1,7 +1,9 @@
 """Sweeps: a grid of scenarios, each run at most once, results in the store.
 
-A grid file is YAML with a ``base`` scenario (the keys of :mod:`sim.scenario`) and
-``vary``, a mapping from scenario keys to lists of values::
+A grid file is YAML with a ``base`` scenario of any kind (:mod:`sim.kinds`; GPU jobs
+take the keys of :mod:`sim.scenario`) and ``vary``, a mapping from scenario keys to
+lists of values; the kind is recognised from the keys of ``base``, ``vary`` and
+``--set`` together::
 
     name: fig9                       # optional label (default: the file stem)
     base:
