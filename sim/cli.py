@@ -196,7 +196,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     inline = any([args.trace, args.cluster, args.policy, args.slot, args.gpu_type, args.preset])
     if args.scenario:
-        if inline or args.param:
+        if inline:
             raise InputError("give either a scenario file or --trace/--cluster/--policy, not both")
         kind, scn = kinds.load(args.scenario, args.set)
     else:
