@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -16,24 +17,42 @@ from sim.store import Store
 GRIDS_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 
 
+#: A run a figure needs: (label, scenario file in ``scenarios/``, ``--set`` overrides).
+RunEntry = tuple[str, str, tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class Figure:
-    """One figure: the grid file that produces its runs and the function that draws it.
+    """One figure: the runs it needs and the function that draws it from the store.
 
-    ``draw(runs, store, out_dir)`` gets the grid's rows of the store's ``runs`` table
-    (grid order, ``scenario`` and ``summary`` parsed, failed runs included) and the store
-    (for timelines); it writes ``<stem>.png``, ``<stem>.pdf`` and ``<stem>.csv`` (the
-    plotted numbers) into ``out_dir`` and returns their paths.
+    The runs are either a grid file (``grid``, see :mod:`sim.sweep`) or a list of named
+    scenario files of any kind (``runs``); :meth:`needs` turns either into resolved
+    runs. ``draw(runs, store, out_dir)`` gets those runs' rows of the store's ``runs``
+    table (in that order, ``scenario`` and ``summary`` parsed, failed runs included,
+    plus ``label``: the run's name in the figure) and the store (timelines, items,
+    files); it writes ``<stem>.png``, ``<stem>.pdf`` and ``<stem>.csv`` (the plotted
+    numbers) into ``out_dir`` and returns their paths.
     """
 
     id: str
     grid: str
     caption: str
     draw: Callable[[pd.DataFrame, Store, Path], list[Path]]
+    runs: tuple[RunEntry, ...] = ()
 
     @property
     def grid_path(self) -> Path:
         return GRIDS_DIR / self.grid
+
+    def needs(self, overrides: Sequence[str] = ()) -> Any:
+        """The runs this figure needs (a :class:`sim.sweep.Grid`), validated; ``overrides``
+        (``--set``) apply to each."""
+        from sim.sweep import load_grid, runs_grid
+
+        if self.grid:
+            return load_grid(self.grid_path, overrides)
+        return runs_grid(self.id, [(lb, GRIDS_DIR / f, s) for lb, f, s in self.runs],
+                         overrides)
 
 
 def ordered_policies(names: Iterable[str]) -> list[str]:
@@ -49,6 +68,19 @@ def colour(policy: str) -> str:
 
 def label(policy: str, labels: dict[str, str] | None = None) -> str:
     return (labels or {}).get(policy) or POLICY_LABELS.get(policy, policy)
+
+
+def files(store: Store, runs: pd.DataFrame, name: str) -> dict[str, bytes]:
+    """label -> the stored file ``name`` of each finished run (e.g. ``completions.csv``)."""
+    d = done(runs)
+    return {lb: store.files(k)[name] for lb, k in zip(d["label"], d["key"])}
+
+
+def csv(content: bytes) -> pd.DataFrame:
+    """A stored CSV file as a DataFrame."""
+    import io
+
+    return pd.read_csv(io.BytesIO(content))
 
 
 def done(runs: pd.DataFrame) -> pd.DataFrame:

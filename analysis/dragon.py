@@ -1,37 +1,36 @@
 """Dragon-style batches (issue 8; WORKFLOWS.md 1(d)): makespan and scheduling overhead
 against the compile batch size, for the matrix-powers chain and a wide independent map.
 
-Reads the run folders written by :mod:`sim.workloads.dragon` (``summary.json``); never
-imports the engine. Batch sizes double from 1 (one-by-one submission) to 256, like
+Reads the runs' summaries from the results store (``clustersim figures dragon`` runs
+what is missing); never imports the engine. Batch sizes double from 1 (one-by-one submission) to 256, like
 Dragon's throughput benchmark (which doubles 4 -> 128).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.base import GRIDS_DIR, save
+from analysis.base import Figure, done, save
 from sim.plots import plt
-
-__all__ = ["GRIDS_DIR", "runs", "draw"]
+from sim.store import Store
 
 SCENARIOS = {"dragon-matpow": "matrix powers (chain, 66 tasks)",
              "dragon-widemap": "wide map (512 tasks)"}
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-def runs() -> list[tuple[str, str, list[str]]]:
-    return [(f"{scn}-b{k}", f"{scn}.yaml", [f"name={scn}-b{k}", f"dragon.batch_size={k}"])
+def runs() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(run label, scenario file in scenarios/, --set overrides)."""
+    return [(f"{scn}-b{k}", f"{scn}.yaml", (f"name={scn}-b{k}", f"dragon.batch_size={k}"))
             for scn in SCENARIOS for k in BATCHES]
 
 
-def draw(dirs: dict[str, Path], out: Path) -> list[Path]:
+def draw(runs: pd.DataFrame, store: Store, out: Path) -> list[Path]:
     rows = []
-    for name, d in dirs.items():
-        s = json.loads((d / "summary.json").read_text())
+    d = done(runs)
+    for name, s in zip(d["label"], d["summary"]):
         rows.append({"scenario": name.rsplit("-b", 1)[0], "batch_size": s["batch_size"],
                      "passes": s["passes"], "makespan_s": s["makespan_s"],
                      "sched_overhead_s": s["sched_overhead_s"], "compile_s": s["compile_s"],
@@ -51,3 +50,7 @@ def draw(dirs: dict[str, Path], out: Path) -> list[Path]:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return save(fig, out, "dragon", data)
+
+
+FIGURES = {"dragon": Figure("dragon", "", "makespan and scheduling overhead vs compile batch "
+                            "size", draw, runs=tuple(runs()))}

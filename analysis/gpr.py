@@ -1,9 +1,9 @@
 """GPR reprioritisation figures (issue 7): best value found, GPR against the baselines.
 
-Reads run folders written by :mod:`sim.poolrun` (``completions.csv``, ``events.csv``,
-``summary.json``), never the engine. ``clustersim figures gpr`` runs what is missing
-(``RUNS``: every ranking x every seed of ``scenarios/gpr-ackley.yaml``), then calls
-:func:`draw_all`, which writes
+Reads the runs' summaries and the ``completions.csv`` and ``events.csv`` that
+:mod:`sim.poolrun` writes, from the results store; never the engine. ``clustersim
+figures gpr`` runs what is missing (``RUNS``: every ranking x every seed of
+``scenarios/gpr-ackley.yaml``) into the store, then calls :func:`draw`, which writes
 
 * ``gpr-best``: best value found vs time and vs completed tasks, median over seeds with
   a 10-90 % band per ranking; dotted lines mark the reprioritisations of the first
@@ -17,16 +17,16 @@ Each as .png/.pdf/.csv (the plotted numbers).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis.base import GRIDS_DIR, save
+from analysis.base import Figure, csv, done, save
 from sim.plots import plt
+from sim.store import Store
 
-SCENARIO = GRIDS_DIR / "gpr-ackley.yaml"
+SCENARIO = "gpr-ackley.yaml"
 SCORES = ("ei", "mean", "fifo", "random")
 SEEDS = tuple(range(8))
 LABELS = {"ei": "GPR (expected improvement)", "mean": "GPR (predicted mean)",
@@ -36,22 +36,25 @@ COLOURS = {"ei": "#d62728", "mean": "#ff7f0e", "fifo": "#7f7f7f", "random": "#1f
 RUNS = {f"{s}-s{seed}": [f"params.score={s}", f"seed={seed}"] for s in SCORES for seed in SEEDS}
 
 
-def load(dirs: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(completions, events, summaries) of every run, each with ``score`` and ``seed``."""
+def load(runs: pd.DataFrame, store: Store
+         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(completions, events, summaries) of every finished run, each with ``score`` and
+    ``seed``."""
     comps, events, sums = [], [], []
-    for label, d in dirs.items():
-        s = json.loads((Path(d) / "summary.json").read_text())
+    d = done(runs)
+    for label, key, s in zip(d["label"], d["key"], d["summary"]):
+        f = store.files(key)
         tag = {"run": label, "score": s["score"], "seed": s["seed"]}
-        c = pd.read_csv(Path(d) / "completions.csv").assign(**tag)
-        e = pd.read_csv(Path(d) / "events.csv").assign(**tag)
+        c = csv(f["completions.csv"]).assign(**tag)
+        e = csv(f["events.csv"]).assign(**tag)
         comps.append(c)
         events.append(e[e.kind != "claim"])
         sums.append({**tag, **{k: v for k, v in s.items() if not isinstance(v, dict)}})
     return pd.concat(comps), pd.concat(events), pd.DataFrame(sums)
 
 
-def draw_all(dirs: dict[str, Path], out_dir: Path) -> list[Path]:
-    comps, events, sums = load(dirs)
+def draw(runs: pd.DataFrame, store: Store, out_dir: Path) -> list[Path]:
+    comps, events, sums = load(runs, store)
     return draw_best(comps, events, out_dir) + draw_epsilon(sums, out_dir)
 
 
@@ -125,3 +128,8 @@ def draw_epsilon(sums: pd.DataFrame, out_dir: Path) -> list[Path]:
     flat = stats.copy()
     flat.columns = [f"{c}_{a}" for c, a in flat.columns]
     return save(fig, out_dir, "gpr-epsilon", flat.reset_index())
+
+
+FIGURES = {"gpr": Figure("gpr", "", "best value found and time to epsilon, GPR against the "
+                         "baselines", draw,
+                         runs=tuple((lb, SCENARIO, tuple(sets)) for lb, sets in RUNS.items()))}

@@ -16,6 +16,10 @@ differs (a parameter, the seed, the code version). Each group has
 * a table: one row per run with its status and summary metrics, and the run's resolved
   scenario (and the error of a failed run) in a ``<details>`` element.
 
+Runs of the task-workload kinds (``tasks``, ``pools``, ``threeways``, ``dragon``; see
+:mod:`sim.kinds`) come after the GPU-job groups, one section per kind: a table of the
+kind's summary metrics, one row per run, each with its resolved scenario.
+
 The inline script sets ``data-figures="<decoded>/<total>"`` on ``<body>`` once the page
 has loaded (an image counts as decoded when its ``naturalWidth`` is positive), and
 ``data-run-rows`` to the number of run rows the browser built; the tests read both back
@@ -42,7 +46,7 @@ import pandas as pd
 from analysis.base import colour, label, ordered_policies
 from sim.errors import InputError
 from sim.plots import plt
-from sim.store import Store, canonical_json
+from sim.store import GPU_KIND, Store, canonical_json
 
 #: Fields of the resolved scenario that tell runs of one group apart.
 VARYING = ("policy", "params", "seed", "version")
@@ -95,14 +99,19 @@ def write_report(store: Store, out: str | Path, *, title: str = "clustersim resu
     if runs.empty:
         raise InputError("the results store has no runs (run a sweep first)",
                          file=store.path, field="--store")
-    groups = group_runs(runs)
+    gpu = runs["kind"] == GPU_KIND
+    groups = group_runs(runs[gpu].reset_index(drop=True))
     figures: list[str] = []
     sections = []
     for i, g in enumerate(groups, start=1):
         png = group_figure(g, store)
         figures.append(png)
         sections.append(_section(i, g, png))
-    page = _page(title, store, runs, groups, sections)
+    others = [(k, rows.reset_index(drop=True))
+              for k, rows in runs[~gpu].groupby("kind", sort=True)]
+    for i, (k, rows) in enumerate(others, start=len(groups) + 1):
+        sections.append(_kind_section(i, str(k), rows))
+    page = _page(title, store, runs, groups, sections, others)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +123,7 @@ def write_report(store: Store, out: str | Path, *, title: str = "clustersim resu
     finally:
         if tmp.parent.is_dir():
             tmp.unlink(missing_ok=True)
-    return ReportInfo(out, len(groups), len(runs), len(figures))
+    return ReportInfo(out, len(groups) + len(others), len(runs), len(figures))
 
 
 def group_runs(runs: pd.DataFrame) -> list[Group]:
@@ -299,6 +308,42 @@ def _section(i: int, g: Group, png: str) -> str:
         f"</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody></table></section>")
 
 
+def _kind_section(i: int, kind: str, rows: pd.DataFrame) -> str:
+    """A section for the runs of one task-workload kind: summary metrics and scenarios."""
+    from sim.kinds import KINDS
+
+    e = html.escape
+    cols = [c for c in (KINDS[kind].columns if kind in KINDS else ("makespan_s", "wall_s"))
+            if c != "wall_s"]
+    heads = ["run", "status", *cols, "wall (s)", "scenario"]
+    body = []
+    for r in rows.itertuples():
+        scn = json.dumps(r.scenario, indent=2, sort_keys=True)
+        err = (f"<p>error:</p><pre class=err>{e(r.error)}</pre>" if r.error else "")
+        body.append(
+            f"<tr class=run data-key={e(r.key)}><td>{e(r.name or '?')}</td>"
+            f"<td class={e(r.status)}>{e(r.status)}</td>"
+            + "".join(f"<td class=num>{_cell(r.summary, c, _FMT.get(c, '{}'))}</td>"
+                      for c in cols)
+            + f"<td class=num>{_cell({'w': r.wall_s}, 'w', '{:.1f}')}</td>"
+            f"<td><details><summary>{e(r.key[:12])}</summary>\n"
+            f"<p>key {e(r.key)}, finished {e(r.finished_at or '?')}</p>{err}"
+            f"<pre>{e(scn)}</pre></details></td></tr>")
+    return (f'<section id="g{i}"><h2>{i}. {e(_kind_title(kind))}</h2>\n'
+            f"<table class=runs><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in heads)}"
+            f"</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody></table></section>")
+
+
+def _kind_title(kind: str) -> str:
+    return f"{kind} runs"
+
+
+#: number formats of the task-kind tables (others: as they come)
+_FMT = {c: "{:,.2f}" for c in ("makespan_s", "t10_s", "t50_s", "t90_s", "t100_s",
+                               "time_to_eps_s", "time_to_best_s", "sched_overhead_s")}
+_FMT.update({"s_per_instance": "{:.4f}", "best_value": "{:.4f}", "optimum": "{:.4f}"})
+
+
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:80em;padding:0 1em;
 color:#222}
@@ -327,7 +372,7 @@ else { window.addEventListener("load", clustersimCheck); }
 
 
 def _page(title: str, store: Store, runs: pd.DataFrame, groups: list[Group],
-          sections: list[str]) -> str:
+          sections: list[str], others: list[tuple[str, pd.DataFrame]]) -> str:
     e = html.escape
     n_done = int((runs["status"] == "done").sum())
     versions = sorted({s.get("version", "?") for s in runs["scenario"]})
@@ -338,6 +383,14 @@ def _page(title: str, store: Store, runs: pd.DataFrame, groups: list[Group],
         f"<td class=num>{int((g.runs['status'] == 'failed').sum())}</td>"
         f"<td>{e(', '.join(label(p) for p in ordered_policies(g.runs['policy'])))}</td></tr>"
         for i, g in enumerate(groups, start=1))
+    index += "".join(
+        f'\n<tr class=group><td><a href="#g{i}">{i}. {e(_kind_title(k))}</a></td>'
+        f"<td class=num>{len(rows)}</td>"
+        f"<td class=num>{int((rows['status'] == 'done').sum())}</td>"
+        f"<td class=num>{int((rows['status'] == 'failed').sum())}</td>"
+        f"<td>{e(', '.join(sorted({str(p) for p in rows['policy'] if isinstance(p, str)})))}"
+        f"</td></tr>"
+        for i, (k, rows) in enumerate(others, start=len(groups) + 1))
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -350,8 +403,8 @@ def _page(title: str, store: Store, runs: pd.DataFrame, groups: list[Group],
 {_plural(len(groups), "group")},
 from the results store <code>{e(str(store.path))}</code>; written {e(now)}.
 Code versions: {', '.join(f'<code>{e(v)}</code>' for v in versions)}.
-A group is one setup (trace, cluster, slot, preset) compared across policies; open a
-run's key to see its resolved scenario.</p>
+A GPU-job group is one setup (trace, cluster, slot, preset) compared across policies;
+task-workload runs are grouped by kind. Open a run's key to see its resolved scenario.</p>
 <table class=index><thead><tr><th>group</th><th>runs</th><th>done</th><th>failed</th>
 <th>policies</th></tr></thead><tbody>
 {index}

@@ -16,16 +16,21 @@ same code draws a real run and a simulated run.
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.base import GRIDS_DIR, save
+from analysis.base import GRIDS_DIR, Figure, done, save
+from sim.errors import InputError
 from sim.plots import plt
+from sim.store import Store
 from sim.traces.taskvine import TxnLog, read_log
 
-#: scenario files `clustersim figures taskvine` runs (in scenarios/)
-SCENARIOS = [GRIDS_DIR / "taskvine-bgd.yaml", GRIDS_DIR / "taskvine-bgd-noreuse.yaml"]
+#: the runs `clustersim figures taskvine` needs: (label, scenario file in scenarios/, --set)
+RUNS = (("taskvine-bgd-reuse", "taskvine-bgd.yaml", ()),
+        ("taskvine-bgd-noreuse", "taskvine-bgd-noreuse.yaml", ()))
 PHASES = {  # phase -> colour
     "transfer in": "#1f77b4",
     "waiting at worker": "#c7c7c7",
@@ -36,18 +41,35 @@ PHASES = {  # phase -> colour
 }
 
 
-def draw_all(scenarios: list, run_dirs: dict[str, Path], out: Path) -> list[Path]:
-    """Draw every figure for the real log of the first scenario and every run."""
+def draw(runs: pd.DataFrame, store: Store, out: Path) -> list[Path]:
+    """Draw every figure for the real log the runs replayed and every finished run (its
+    simulated transaction log, from the store)."""
     paths: list[Path] = []
-    real = read_log(scenarios[0].log, variant=scenarios[0].variant)
-    logs = {"real": real}
-    for scn in scenarios:
-        logs[scn.name] = read_log(run_dirs[scn.name] / "transactions")
+    d = done(runs)
+    logs = {"real": real_log(d["scenario"].iloc[0]["workload"])} if len(d) else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, key in zip(d["label"], d["key"]):
+            p = Path(tmp) / label
+            p.write_bytes(store.files(key)["transactions"])
+            logs[label] = read_log(p)
     for name, log in logs.items():
         paths += draw_tasks(log, out, f"tasks-{name}", title=f"tasks: {name}")
         paths += draw_workers(log, out, f"workers-{name}", title=f"workers: {name}")
     paths += draw_completion(logs, out, "completion")
     return paths
+
+
+def real_log(workload: dict) -> TxnLog:
+    """The real log a stored run replayed (``workload`` of its resolved scenario): the
+    scenario files' log, checked against the stored hash."""
+    from sim.taskrun import load_task_scenario
+
+    path = Path(load_task_scenario(GRIDS_DIR / RUNS[0][1]).log)
+    want = workload["taskvine_log"]
+    if hashlib.sha256(path.read_bytes()).hexdigest() != want["sha256"]:
+        raise InputError(f"the runs replayed another log ({want['file']}) than this "
+                         "figure set's", file=path)
+    return read_log(path, variant=workload.get("variant"))
 
 
 def task_phases(log: TxnLog) -> pd.DataFrame:
@@ -158,3 +180,7 @@ def draw_completion(logs: dict[str, TxnLog], out: Path, stem: str) -> list[Path]
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, out, stem, pd.DataFrame(rows, columns=["run", "done", "time_s"]))
+
+
+FIGURES = {"taskvine": Figure("taskvine", "", "task and worker timelines of the real and "
+                              "simulated BGD runs, completion curves", draw, runs=RUNS)}

@@ -1,7 +1,7 @@
 """Many jobs three ways (issue 8; WORKFLOWS.md 1(c)): the three deployments compared.
 
-Reads the run folders written by :mod:`sim.workloads.threeways` (``summary.json``,
-``completions.csv``); never imports the engine.
+Reads the runs' summaries and stored ``completions.csv`` from the results store
+(``clustersim figures threeways`` runs what is missing); never imports the engine.
 
 Panel (a): results stored/seen by the driver over time per deployment, with the
 study's Dask-cluster progress points (hw5 handout: counts 10-50 at 12.1-14.0 s,
@@ -10,15 +10,13 @@ study's Dask-cluster progress points (hw5 handout: counts 10-50 at 12.1-14.0 s,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.base import GRIDS_DIR, save
+from analysis.base import Figure, csv, done, files, save
 from sim.plots import plt
-
-__all__ = ["GRIDS_DIR", "runs", "draw"]
+from sim.store import Store
 
 #: hw5 handout, Dask cluster of 8 SLURM jobs x 8 threads: (count, elapsed s), from the
 #: EMS progress lines' Seconds/Instance x count, and the final "Performed experiment" line.
@@ -29,22 +27,23 @@ LABELS = {"threeways-array": "(a) job array 10x100", "threeways-node": "(b) one 
           "threeways-dask": "(c) Dask on 8 jobs x 8 threads"}
 
 
-def runs() -> list[tuple[str, str, list[str]]]:
-    """(run name, scenario file in scenarios/, --set overrides)."""
-    return [("threeways-array", "threeways-array.yaml", []),
-            ("threeways-node", "threeways-node.yaml", []),
+def runs() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(run label, scenario file in scenarios/, --set overrides)."""
+    return [("threeways-array", "threeways-array.yaml", ()),
+            ("threeways-node", "threeways-node.yaml", ()),
             ("threeways-node-4x4", "threeways-node.yaml",
-             ["name=threeways-node-4x4", "threeways.processes=4", "threeways.threads=4",
-              "threeways.processes_per_node=4", "threeways.node_contention=0.096"]),
-            ("threeways-dask", "threeways-dask.yaml", [])]
+             ("name=threeways-node-4x4", "threeways.processes=4", "threeways.threads=4",
+              "threeways.processes_per_node=4", "threeways.node_contention=0.096")),
+            ("threeways-dask", "threeways-dask.yaml", ())]
 
 
-def draw(dirs: dict[str, Path], out: Path) -> list[Path]:
+def draw(runs: pd.DataFrame, store: Store, out: Path) -> list[Path]:
     rows = []
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, d in dirs.items():
-        s = json.loads((d / "summary.json").read_text())
-        comp = pd.read_csv(d / "completions.csv")
+    d = done(runs)
+    comps = files(store, runs, "completions.csv")
+    for name, s in zip(d["label"], d["summary"]):
+        comp = csv(comps[name])
         ax.plot(comp["time_s"], comp["done"], label=LABELS.get(name, name), lw=1.4)
         rows.append({"run": name, "label": LABELS.get(name, name), "strategy": s["strategy"],
                      "instances": s["instances"], "makespan_s": s["makespan_s"],
@@ -71,3 +70,7 @@ def draw(dirs: dict[str, Path], out: Path) -> list[Path]:
     bx.legend(fontsize=7)
     fig.tight_layout()
     return save(fig, out, "threeways", data)
+
+
+FIGURES = {"threeways": Figure("threeways", "", "the three deployments: results over time "
+                               "and makespan", draw, runs=tuple(runs()))}

@@ -88,9 +88,10 @@ def _parser() -> argparse.ArgumentParser:
 
     fg = sub.add_parser("figures", help="run what a paper's figures need, then draw them "
                         "from the store")
-    fg.add_argument("figure_set", metavar="SET",
-                    choices=["elasticflow", "taskvine", "gpr", "threeways", "dragon"],
-                    help="figure set: elasticflow, taskvine, gpr, threeways, dragon")
+    from analysis import FIGURE_SETS
+
+    fg.add_argument("figure_set", metavar="SET", choices=list(FIGURE_SETS),
+                    help=f"figure set: {', '.join(FIGURE_SETS)}")
     fg.add_argument("--only", metavar="IDS", help="comma-separated figure ids (e.g. 8a,10)")
     fg.add_argument("--out", help="output folder (default results/figures/<set>/)")
     _add_sweep_options(fg)
@@ -110,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     va.add_argument("--quiet", action="store_true", help="no progress bar")
     va.set_defaults(func=_cmd_validate)
 
-    rs = sub.add_parser("results", help="export the store's runs, jobs and timeline tables")
+    rs = sub.add_parser("results", help="export the store's runs, jobs, timeline and items "
+                        "tables")
     rs.add_argument("--store", default=None, help="results store (default "
                     "results/clustersim.sqlite)")
     rs.add_argument("--format", choices=["csv", "parquet"], default="csv",
@@ -168,46 +170,38 @@ def _inline_dict(args: argparse.Namespace, policy: str | None) -> dict:
     return d
 
 
-def _progress_bar(enabled: bool, label: str):
+def _progress_bar(enabled: bool, label: str, unit: str = "job"):
+    """(update callback for the engine, close) of a bar of ``unit``s done, or no-ops."""
     if not enabled:
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, desc=label, unit="job", leave=False, file=sys.stderr,
-               bar_format="{desc}: {n}/{total} jobs done{postfix} [{elapsed}]")
+    bar = tqdm(total=0, desc=label, unit=unit, leave=False, file=sys.stderr,
+               bar_format=f"{{desc}}: {{n}}/{{total}} {unit}s done{{postfix}} [{{elapsed}}]")
 
     def update(now_s: float, done: int, total: int) -> None:
         """Called by the engine after every scheduling instant."""
         bar.total = total
         bar.n = done
-        bar.set_postfix_str(f"simulated time {now_s / 3600:.1f} h", refresh=False)
+        bar.set_postfix_str(f"simulated time {now_s / 3600:.1f} h" if unit == "job"
+                            else f"sim time {now_s:.0f} s", refresh=False)
         bar.update(0)
 
     return update, bar.close
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sim.runner import run_scenario, write_run
-    from sim.scenario import load_scenario, scenario_from_dict, set_dotted
+    """Run one scenario of any kind (:mod:`sim.kinds`) and write its run folder."""
+    from sim import kinds
 
+    inline = any([args.trace, args.cluster, args.policy, args.slot, args.gpu_type, args.preset])
     if args.scenario:
-        from sim.poolrun import is_pool_scenario
-        from sim.taskrun import is_task_scenario
-        from sim.workloads import scenario_kind
-
-        kind = scenario_kind(args.scenario)  # threeways / dragon scenarios
-        if kind is not None:
-            from sim.workloads.cli import run_workload
-
-            return run_workload(kind, args)
-        if is_pool_scenario(args.scenario):
-            return _run_pools(args)
-        if is_task_scenario(args.scenario):
-            return _run_tasks(args)
-        scn = load_scenario(args.scenario, args.set)
-        if any([args.trace, args.cluster, args.policy, args.slot, args.gpu_type, args.preset]):
+        if inline:
             raise InputError("give either a scenario file or --trace/--cluster/--policy, not both")
+        kind, scn = kinds.load(args.scenario, args.set)
     else:
+        from sim.scenario import set_dotted
+
         if not (args.trace and args.cluster and args.policy):
             raise InputError("run needs a scenario file, or --trace, --cluster and --policy")
         d = _inline_dict(args, args.policy)
@@ -218,23 +212,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             for kv in args.param:
                 set_dotted(d["params"], kv)
         d.setdefault("name", Path(args.trace).stem)
-        scn = scenario_from_dict(d, source="<command line>")
+        kind = kinds.get("gpu-jobs")  # the inline form describes GPU jobs
+        scn = kind.from_dict(d, source="<command line>")
     if args.scheduler and not args.real:
         raise InputError("--scheduler needs --real", field="--scheduler")
-    out = Path(args.out or f"results/{scn.name}-{scn.policy}{'-real' if args.real else ''}")
-    upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), scn.policy)
+    out = Path(args.out or kind.default_out(scn) + ("-real" if args.real else ""))
+    upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), kind.label(scn),
+                               kind.item)
     try:
         if args.real:
-            from sim.real.run import run_real_to
-
-            res = run_real_to(scn, out, scheduler=args.scheduler, progress=upd)
+            res = kind.run_real(scn, out, args.scheduler, upd)
         else:
-            res = run_scenario(scn, progress=upd)
+            res = kind.run(scn, progress=upd)
     finally:
         close()
     if not args.real:
-        write_run(res, out)
-    _print_summary([res.summary])
+        out = kind.write(res, out)
+    for line in kind.describe(res):
+        print(line)
     print(f"wrote {out}/")
     return 0
 
@@ -372,29 +367,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     with _workers_for([grid], args) as client, Store(path) as store:
         ok = _sweep(grid, store, args, client)
         runs = store.runs([r.key for r in grid.runs])
+    from sim import kinds
+
     coords = {r.key: r.coords for r in grid.runs}
     rows = [{**(sm or {}), **coords[k], "status": st}
             for k, st, sm in zip(runs["key"], runs["status"], runs["summary"])]
-    _print_table(rows, [*grid.axes, "status", "deadline_satisfactory_ratio", "jct_mean_s",
-                        "be_jct_mean_s", "wall_s"])
+    kind = kinds.get(grid.runs[0].kind) if grid.runs else kinds.get("gpu-jobs")
+    _print_table(rows, [*grid.axes, "status", *kind.columns])
     print(f"store: {path}")
     return 0 if ok else 1
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
+    """Run what the chosen figures need and is not in the store yet, then draw them."""
     from analysis import figure_set
     from sim.store import Store
-    from sim.sweep import load_grid
 
     _check_workers(args)
-    if args.figure_set == "taskvine":
-        return _taskvine_figures(args)
-    if args.figure_set in ("threeways", "dragon"):
-        from sim.workloads.cli import figures
-
-        return figures(args)
-    if args.figure_set == "gpr":
-        return _gpr_figures(args)
     figset = figure_set(args.figure_set)
     wanted = list(figset.FIGURES)
     if args.only:
@@ -405,7 +394,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
                              f"{args.figure_set} has {', '.join(figset.FIGURES)}",
                              field="--only")
     figs = [figset.FIGURES[f] for f in wanted]
-    grids = [load_grid(f.grid_path, args.set) for f in figs]  # validate all first
+    grids = [f.needs(args.set) for f in figs]  # validate all first
     out = Path(args.out or f"results/figures/{args.figure_set}")
     ok = True
     # one pool of workers for every figure that has runs to do
@@ -413,44 +402,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         for fig, grid in zip(figs, grids):
             ok = _sweep(grid, store, args, client) and ok
             runs = store.runs([r.key for r in grid.runs])
+            runs["label"] = [r.name for r in grid.runs]
             paths = fig.draw(runs, store, out)
             print(f"figure {fig.id}: " + ", ".join(str(p) for p in paths))
     return 0 if ok else 1
-
-
-def _task_progress(enabled: bool, label: str):
-    if not enabled:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=label, unit="task", leave=False, file=sys.stderr,
-               bar_format="{desc}: {n}/{total} tasks done {postfix}")
-
-    def update(now_s: float, done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(f"sim time {now_s:.0f} s", refresh=False)
-        bar.update(0)
-
-    return update, bar.close
-
-
-def _run_tasks(args: argparse.Namespace) -> int:
-    from sim.taskrun import load_task_scenario, run_task_scenario, write_task_run
-
-    scn = load_task_scenario(args.scenario, args.set)
-    upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.policy)
-    try:
-        res = run_task_scenario(scn, progress=upd)
-    finally:
-        close()
-    out = write_task_run(res, Path(args.out or f"results/{scn.name}"))
-    for n in res.notes:
-        print(f"note: {n}")
-    _print_table([res.summary], ["policy", "tasks", "done", "failed", "t10_s", "t50_s", "t90_s",
-                                 "t100_s", "wall_s"])
-    print(f"wrote {out}/")
-    return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -476,7 +431,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     scn = task_scenario_from_dict({"name": f"validate-{log.name.split('.')[0]}", "workload": wl,
                                    "policy": args.policy, "params": params, "seed": args.seed},
                                   source="<command line>")
-    upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.policy)
+    upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), scn.policy, "task")
     try:
         res = run_task_scenario(scn, progress=upd)
     finally:
@@ -505,83 +460,6 @@ def _fmt_s(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
-def _taskvine_figures(args: argparse.Namespace) -> int:
-    from analysis.taskvine import SCENARIOS, draw_all
-    from sim.taskrun import load_task_scenario, run_task_scenario, write_task_run
-
-    scns = [load_task_scenario(p, args.set) for p in SCENARIOS]  # validate all first
-    runs_dir = Path(args.out or "results/figures/taskvine") / "runs"
-    dirs = {}
-    for scn in scns:
-        d = runs_dir / scn.name
-        done = d / "summary.json"
-        if done.exists() and (d / "scenario.yaml").read_text() == _yaml(scn.resolved()):
-            print(f"{scn.name}: already run")
-        else:
-            upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.name)
-            try:
-                res = run_task_scenario(scn, progress=upd)
-            finally:
-                close()
-            write_task_run(res, d)
-            print(f"{scn.name}: done in {res.summary['wall_s']:.1f} s")
-        dirs[scn.name] = d
-    for path in draw_all(scns, dirs, Path(args.out or "results/figures/taskvine")):
-        print(f"wrote {path}")
-    return 0
-
-
-def _run_pools(args: argparse.Namespace) -> int:
-    from sim.poolrun import load_pool_scenario, run_pool_scenario, write_pool_run
-
-    scn = load_pool_scenario(args.scenario, args.set)
-    upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.name)
-    try:
-        res = run_pool_scenario(scn, progress=upd)
-    finally:
-        close()
-    out = write_pool_run(res, Path(args.out or f"results/{scn.name}"))
-    _print_table([res.summary], ["score", "seed", "tasks", "done", "best_value", "optimum",
-                                 "time_to_eps_s", "tasks_to_eps", "time_to_best_s",
-                                 "tasks_to_best", "reprioritisations", "makespan_s", "wall_s"])
-    print(f"wrote {out}/")
-    return 0
-
-
-def _gpr_figures(args: argparse.Namespace) -> int:
-    """Run the GPR figure's runs (policy variants x seeds) that are missing, then draw."""
-    from analysis.gpr import RUNS, SCENARIO, draw_all
-    from sim.poolrun import load_pool_scenario, run_pool_scenario, scenario_yaml, write_pool_run
-
-    if args.only:
-        raise InputError("the gpr set has one figure; --only does not apply", field="--only")
-    scns = {label: load_pool_scenario(SCENARIO, [*args.set, *sets])
-            for label, sets in RUNS.items()}  # validate all first
-    out = Path(args.out or "results/figures/gpr")
-    dirs = {}
-    for label, scn in scns.items():
-        d = out / "runs" / label
-        if (d / "summary.json").exists() and (d / "scenario.yaml").read_text() == \
-                scenario_yaml(scn):
-            if not args.quiet:
-                print(f"{label}: already run")
-        else:
-            res = run_pool_scenario(scn)
-            write_pool_run(res, d)
-            if not args.quiet:
-                print(f"{label}: done in {res.summary['wall_s']:.1f} s")
-        dirs[label] = d
-    for path in draw_all(dirs, out):
-        print(f"wrote {path}")
-    return 0
-
-
-def _yaml(d: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(d, sort_keys=False)
-
-
 def _cmd_results(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -592,7 +470,9 @@ def _cmd_results(args: argparse.Namespace) -> int:
                          "(pip install pyarrow), or use --format csv", field="--format")
     out = Path(args.out)
     with Store(_store_path(args), create=False) as store:
-        tables = {name: store.table(name) for name in ("runs", "jobs", "timeline")}
+        from sim.store import TABLES
+
+        tables = {name: store.table(name) for name in TABLES}
     out.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         path = out / f"{name}.{args.format}"
@@ -621,34 +501,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_table(rows: list[dict], cols: list[str]) -> None:
-    if not rows:
-        return
-    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
-    heads = [c.removesuffix("_s").replace("deadline_satisfactory_ratio", "ratio") for c in cols]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(heads)]
-    print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
-    for r in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    from sim.kinds import table_lines
 
-
-def _fmt(v: object) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.0f}"
-    return str(v)
+    for line in table_lines(rows, cols):
+        print(line)
 
 
 def _print_summary(summaries: list[dict]) -> None:
-    cols = [("policy", "policy"), ("deadline_satisfactory_ratio", "ratio"),
-            ("accepted", "met"), ("declined", "declined+late"), ("jct_mean_s", "JCT mean s"),
-            ("be_jct_mean_s", "BE JCT mean s"), ("makespan_s", "makespan s"),
-            ("gpu_utilisation", "GPU util"), ("wall_s", "wall s")]
-    rows = [[_fmt(s.get(k)) for k, _ in cols] for s in summaries]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, (_, h) in enumerate(cols)]
-    print("  ".join(h.ljust(w) for (_, h), w in zip(cols, widths)))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    from sim.kinds import summary_lines
+
+    for line in summary_lines(summaries):
+        print(line)
 
 
 def _cmd_policies(args: argparse.Namespace) -> int:

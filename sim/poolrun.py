@@ -102,15 +102,6 @@ class PoolScenario:
         return d
 
 
-def is_pool_scenario(path: str | Path) -> bool:
-    """Whether a scenario file describes a pool workflow (has a ``pools`` key)."""
-    try:
-        data, _ = read_yaml(Path(path), "scenario")
-    except InputError:
-        return False
-    return isinstance(data, dict) and "pools" in data
-
-
 def load_pool_scenario(path: str | Path, overrides: list[str] | None = None) -> PoolScenario:
     path = Path(path)
     data, text = read_yaml(path, "scenario")

@@ -24,9 +24,12 @@ nothing that cannot:
   (the policy's full ``Params``, defaults included), ``slot_s``, ``preset``, ``seed``,
   ``comm``, ``horizon_s``.
 
-The scenario ``name`` is a label and is not part of the key.
+The scenario ``name`` is a label and is not part of the key. Runs of the other
+scenario kinds (:mod:`sim.kinds`) resolve to ``kind``, ``version`` and the kind's own
+validated scenario (docs/store.md lists them). ``store-<n>`` in ``version`` is
+:data:`KEY_FORMAT`, not the schema version.
 
-Schema (``SCHEMA_VERSION`` 1)
+Schema (``SCHEMA_VERSION`` 2; a schema-1 store is migrated in place when opened)
 -----------------------------
 ``meta(name TEXT PRIMARY KEY, value TEXT)``
     ``schema_version``.
@@ -40,7 +43,8 @@ Schema (``SCHEMA_VERSION`` 1)
     ``deadline_satisfactory_ratio``, ``jct_mean_s``, ``be_jct_mean_s``,
     ``gpu_utilisation``, ``makespan_s`` (NULL for a failed run or an undefined metric),
     ``scenario`` (the resolved scenario, canonical JSON), ``summary`` (the run's full
-    summary, :func:`sim.metrics.summary.summarise` plus run facts, JSON).
+    summary, :func:`sim.metrics.summary.summarise` plus run facts, JSON), ``kind``
+    (the scenario kind; the GPU setup columns are NULL for other kinds).
 
 ``jobs`` (one row per job of a ``done`` run; primary key ``(run_key, idx)``)
     ``run_key`` and the columns of :data:`sim.metrics.summary.JOB_COLUMNS` (see
@@ -54,10 +58,19 @@ Schema (``SCHEMA_VERSION`` 1)
     POLICIES.md 1.7, sum over running jobs of ``tput(g) / tput(1)`` divided by the
     cluster's GPUs (computed by :func:`sim.sweep.cluster_efficiency`).
 
-The event log is not stored (it is the largest table and no figure needs it); ``clustersim
-run`` still writes it.
+``items`` (one row per item of a ``done`` run of a task-workload kind; primary key
+``(run_key, idx)``)
+    ``run_key``, ``idx``, ``item_id``, ``status``, ``start_s``, ``end_s`` and ``data``
+    (the kind's own columns, JSON; :meth:`Store.items` spreads them into columns).
 
-Atomicity: :meth:`Store.put` writes a run's row, its job rows and its timeline rows in
+``files`` (primary key ``(run_key, name)``)
+    run-folder files of a ``done`` task-workload run that its figures read (a
+    transaction log, completion curves), zlib-compressed.
+
+The GPU event log is not stored (it is the largest table and no figure needs it);
+``clustersim run`` still writes it.
+
+Atomicity: :meth:`Store.put` writes a run's row and all its rows in other tables in
 one transaction, replacing any earlier row with the same key (a failed run that is
 retried). A process killed mid-write leaves the previous state; there is never a
 ``done`` run without its jobs.
@@ -70,6 +83,7 @@ import hashlib
 import json
 import math
 import sqlite3
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +94,13 @@ import pandas as pd
 from sim import __version__
 from sim.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The ``store-<n>`` part of every key: how a resolved scenario is written and hashed.
+#: Unchanged by schema 2 (which only added tables and a column), so a GPU-job run keeps
+#: its key across the migration.
+KEY_FORMAT = 1
+#: Kind of the runs of a schema-1 store (it held GPU-job sweeps only).
+GPU_KIND = "gpu-jobs"
 DEFAULT_STORE = Path("results/clustersim.sqlite")
 
 #: (column, SQL type) of ``runs`` after ``key``; the summary metrics copied into columns
@@ -94,6 +114,7 @@ RUN_SQL: tuple[tuple[str, str], ...] = (
     ("gpu_type", "TEXT"), ("slot_s", "REAL"), ("preset", "TEXT"),
     *((m, "REAL") for m in METRIC_COLUMNS),
     ("scenario", "TEXT NOT NULL"), ("summary", "TEXT"),
+    ("kind", f"TEXT NOT NULL DEFAULT '{GPU_KIND}'"),
 )
 #: Columns of ``jobs`` after ``run_key``, in :data:`sim.metrics.summary.JOB_COLUMNS` order.
 JOB_SQL: tuple[tuple[str, str], ...] = (
@@ -108,6 +129,13 @@ TIMELINE_SQL: tuple[tuple[str, str], ...] = (
     ("time_s", "REAL"), ("allocated_gpus", "INTEGER"), ("running_jobs", "INTEGER"),
     ("queued_jobs", "INTEGER"), ("ce", "REAL"),
 )
+#: Columns of ``items`` after ``run_key`` (the per-item table of the non-GPU kinds); the
+#: kind-specific columns of an item are JSON in ``data``.
+ITEM_SQL: tuple[tuple[str, str], ...] = (
+    ("idx", "INTEGER"), ("item_id", "TEXT"), ("status", "TEXT"), ("start_s", "REAL"),
+    ("end_s", "REAL"), ("data", "TEXT"),
+)
+ITEM_COLUMNS = tuple(c for c, _ in ITEM_SQL if c not in ("idx", "data"))
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE IF NOT EXISTS runs ("
@@ -116,7 +144,13 @@ _SCHEMA = [
     + ", ".join(f"{c} {t}" for c, t in JOB_SQL) + ", PRIMARY KEY (run_key, idx))",
     "CREATE TABLE IF NOT EXISTS timeline (run_key TEXT NOT NULL, "
     + ", ".join(f"{c} {t}" for c, t in TIMELINE_SQL) + ", PRIMARY KEY (run_key, time_s))",
+    "CREATE TABLE IF NOT EXISTS items (run_key TEXT NOT NULL, "
+    + ", ".join(f"{c} {t}" for c, t in ITEM_SQL) + ", PRIMARY KEY (run_key, idx))",
+    "CREATE TABLE IF NOT EXISTS files (run_key TEXT NOT NULL, name TEXT NOT NULL, "
+    "content BLOB NOT NULL, PRIMARY KEY (run_key, name))",
 ]
+#: Tables :meth:`Store.table` exports (``files`` holds compressed blobs: not exported).
+TABLES = ("runs", "jobs", "timeline", "items")
 _CHUNK = 500  # keys per IN (...) query, well below SQLite's variable limit
 
 
@@ -124,8 +158,11 @@ _CHUNK = 500  # keys per IN (...) query, well below SQLite's variable limit
 class RunRecord:
     """One run's outcome as the store receives it (built by :func:`sim.sweep.execute_run`).
 
-    ``summary``, ``jobs`` and ``timeline`` are ``None`` for a failed run. ``timeline``
-    has the columns of :data:`TIMELINE_SQL`.
+    ``summary``, ``jobs``, ``timeline``, ``items`` and ``files`` are ``None`` for a failed
+    run. ``timeline`` has the columns of :data:`TIMELINE_SQL`. A GPU-job run fills
+    ``jobs`` and ``timeline``; a run of another kind fills ``items`` (columns
+    :data:`ITEM_COLUMNS` plus any of its own, which go to ``data`` as JSON) and ``files``
+    (name -> bytes: run-folder files its figures read, e.g. a transaction log).
     """
 
     key: str
@@ -139,6 +176,9 @@ class RunRecord:
     summary: dict[str, Any] | None = None
     jobs: pd.DataFrame | None = None
     timeline: pd.DataFrame | None = None
+    kind: str = GPU_KIND
+    items: pd.DataFrame | None = None
+    files: dict[str, bytes] | None = None
 
 
 #: Modules of ``sim`` that cannot change a run's result (front ends and this store).
@@ -162,7 +202,7 @@ def key_version() -> str:
                 or f.suffix in (".pyc", ".pyo")):
             continue
         h.update(rel.encode() + b"\0" + f.read_bytes() + b"\0")
-    return f"clustersim-{__version__}/store-{SCHEMA_VERSION}/code-{h.hexdigest()[:16]}"
+    return f"clustersim-{__version__}/store-{KEY_FORMAT}/code-{h.hexdigest()[:16]}"
 
 
 def canonical_json(obj: Any) -> str:
@@ -231,6 +271,12 @@ class Store:
             row = c.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
             if row is None:
                 c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] == "1":  # schema 1 -> 2: every stored run is a GPU-job run
+                c.execute(f"ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL "
+                          f"DEFAULT '{GPU_KIND}'")
+                c.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'",
+                          (str(SCHEMA_VERSION),))
+                row = (str(SCHEMA_VERSION),)
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -243,9 +289,9 @@ class Store:
 
     # ------------------------------------------------------------------ writing
     def put(self, rec: RunRecord) -> None:
-        """Write one run (row, jobs, timeline) in a single transaction.
+        """Write one run (row, jobs, timeline, items, files) in a single transaction.
 
-        Replaces an earlier row with the same key and its jobs and timeline.
+        Replaces an earlier row with the same key and everything stored with it.
 
         Raises:
             ValueError: ``rec.key`` is not the key of ``rec.scenario``, or ``rec.status``
@@ -257,28 +303,39 @@ class Store:
             raise ValueError(f"status must be done or failed, got {rec.status!r}")
         summary = rec.summary or {}
         scn = rec.scenario
+        if rec.kind == GPU_KIND:
+            setup = {"policy": scn["policy"], "trace": trace_label(scn["trace"]),
+                     "cluster": scn["cluster"].get("name"), "num_gpus": _num_gpus(scn["cluster"]),
+                     "gpu_type": scn["gpu_type"], "slot_s": scn["slot_s"],
+                     "preset": scn["preset"]}
+        else:  # the GPU setup columns do not apply; the policy does when there is one
+            setup = {"policy": scn.get("policy")}
         row = {
             "key": rec.key, "name": rec.name, "status": rec.status, "error": rec.error,
             "started_at": rec.started_at, "finished_at": rec.finished_at,
-            "wall_s": rec.wall_s, "policy": scn["policy"], "trace": trace_label(scn["trace"]),
-            "cluster": scn["cluster"].get("name"), "num_gpus": _num_gpus(scn["cluster"]),
-            "gpu_type": scn["gpu_type"], "slot_s": scn["slot_s"], "preset": scn["preset"],
+            "wall_s": rec.wall_s, **setup,
             **{m: _sql(summary.get(m)) for m in METRIC_COLUMNS},
             "scenario": canonical_json(scn),
             "summary": json.dumps(summary, sort_keys=True) if rec.summary is not None else None,
+            "kind": rec.kind,
         }
         cols = [c for c, _ in RUN_SQL]
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.execute("DELETE FROM jobs WHERE run_key = ?", (rec.key,))
-            c.execute("DELETE FROM timeline WHERE run_key = ?", (rec.key,))
+            for table in ("jobs", "timeline", "items", "files"):
+                c.execute(f"DELETE FROM {table} WHERE run_key = ?", (rec.key,))
             c.execute(f"INSERT OR REPLACE INTO runs ({', '.join(cols)}) "
-                      f"VALUES ({', '.join('?' * len(cols))})", [row[k] for k in cols])
+                      f"VALUES ({', '.join('?' * len(cols))})", [row.get(k) for k in cols])
             if rec.jobs is not None:
                 self._insert_rows("jobs", rec.key, rec.jobs, JOB_SQL)
             if rec.timeline is not None:
                 self._insert_rows("timeline", rec.key, rec.timeline, TIMELINE_SQL)
+            if rec.items is not None:
+                self._insert_rows("items", rec.key, _item_rows(rec.items), ITEM_SQL)
+            for name, content in (rec.files or {}).items():
+                c.execute("INSERT INTO files (run_key, name, content) VALUES (?, ?, ?)",
+                          (rec.key, name, zlib.compress(content, 6)))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -332,14 +389,29 @@ class Store:
             index=df.index, dtype=object)
         return df
 
+    def items(self, keys: Sequence[str] | None = None) -> pd.DataFrame:
+        """Item rows (tasks) of the given runs (all if ``None``), by run then ``idx``: the
+        columns ``run_key``, ``idx``, :data:`ITEM_COLUMNS`, then the kind's own columns
+        (from ``data``, in the order the run gave them)."""
+        df = self._select("items", "run_key", keys, order="idx")
+        extra = pd.DataFrame([json.loads(d) if isinstance(d, str) else {} for d in df["data"]],
+                             index=df.index)
+        return pd.concat([df.drop(columns="data"), extra], axis=1)
+
+    def files(self, key: str) -> dict[str, bytes]:
+        """The files stored with one run: name -> content (empty for a GPU-job run)."""
+        rows = self.conn.execute("SELECT name, content FROM files WHERE run_key = ? "
+                                 "ORDER BY name", (key,)).fetchall()
+        return {name: zlib.decompress(content) for name, content in rows}
+
     def timeline(self, key: str) -> pd.DataFrame:
         """One run's timeline (columns of :data:`TIMELINE_SQL`), in time order."""
         return self._select("timeline", "run_key", [key], order="time_s").drop(
             columns="run_key")
 
     def table(self, name: str) -> pd.DataFrame:
-        """A whole table as stored (``runs``, ``jobs`` or ``timeline``), for export."""
-        if name not in ("runs", "jobs", "timeline"):
+        """A whole table as stored (one of :data:`TABLES`), for export."""
+        if name not in TABLES:
             raise ValueError(f"no table {name!r}")
         return pd.read_sql_query(f"SELECT * FROM {name}", self.conn)
 
@@ -370,6 +442,17 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _item_rows(items: pd.DataFrame) -> pd.DataFrame:
+    """A kind's item table as ``items`` rows: ``idx`` by position, own columns as JSON."""
+    own = [c for c in items.columns if c not in ITEM_COLUMNS]
+    out = pd.DataFrame({c: items[c] if c in items.columns else None for c in ITEM_COLUMNS},
+                       index=items.index)
+    out.insert(0, "idx", range(len(items)))
+    out["data"] = [json.dumps({c: _sql(v) for c, v in zip(own, r)}, allow_nan=False)
+                   for r in items[own].itertuples(index=False)] if own else None
+    return out.reset_index(drop=True)
 
 
 def _normalise(obj: Any) -> Any:

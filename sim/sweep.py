@@ -1,7 +1,9 @@
 """Sweeps: a grid of scenarios, each run at most once, results in the store.
 
-A grid file is YAML with a ``base`` scenario (the keys of :mod:`sim.scenario`) and
-``vary``, a mapping from scenario keys to lists of values::
+A grid file is YAML with a ``base`` scenario of any kind (:mod:`sim.kinds`; GPU jobs
+take the keys of :mod:`sim.scenario`) and ``vary``, a mapping from scenario keys to
+lists of values; the kind is recognised from the keys of ``base``, ``vary`` and
+``--set`` together::
 
     name: fig9                       # optional label (default: the file stem)
     base:
@@ -63,9 +65,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim import kinds
 from sim.errors import InputError
-from sim.scenario import KEYS, Scenario, _line_map, read_yaml, scenario_from_dict, set_dotted
-from sim.store import RunRecord, Store, canonical_json, key_version, run_key
+from sim.scenario import Scenario, _line_map, read_yaml, set_dotted
+from sim.store import GPU_KIND, RunRecord, Store, canonical_json, key_version, run_key
 from sim.traces.generate import generate_trace
 
 GRID_KEYS = {
@@ -78,14 +81,16 @@ GRID_KEYS = {
 @dataclass(frozen=True)
 class RunSpec:
     """One run of a grid: its key, the validated scenario ready to run anywhere (trace
-    and cluster files as absolute paths), the resolved scenario the key hashes, and the
-    ``vary`` values that distinguish it from the grid's other runs."""
+    and cluster files as absolute paths), the resolved scenario the key hashes, the
+    ``vary`` values that distinguish it from the grid's other runs, and its scenario
+    kind (:mod:`sim.kinds`)."""
 
     key: str
     name: str
-    scenario: Scenario
+    scenario: Any
     resolved: dict[str, Any]
     coords: dict[str, Any]
+    kind: str = GPU_KIND
 
 
 @dataclass
@@ -152,15 +157,24 @@ def grid_from_dict(
     if not isinstance(name, str):
         raise InputError("'name' must be a string", file=source, line=lines.get(("name",)),
                          field="name")
+    # the kind from the keys every run has: base's, vary's and --set's
+    tops = [str(k).split(".")[0].strip() for ks in vary for k in str(ks).split(",")]
+    tops += [o.split("=", 1)[0].strip().split(".")[0] for o in overrides]
+    try:
+        kind = kinds.kind_of({**dict.fromkeys(tops), **base}, source)
+    except InputError as e:
+        raise InputError(f"'base' is {e.message}", file=source, line=lines.get(("base",)),
+                         field="base") from None
+    keys = kind.keys
     for o in overrides:
         top = o.split("=", 1)[0].strip().split(".")[0]
-        if "=" not in o or top not in KEYS:
-            raise InputError(f"--set expects KEY=VALUE with KEY one of {', '.join(KEYS)}, "
+        if "=" not in o or top not in keys:
+            raise InputError(f"--set expects KEY=VALUE with KEY one of {', '.join(keys)}, "
                              f"got {o!r}", field="--set")
 
-    axes = _axes(vary, source, lines)
+    axes = _axes(vary, source, lines, keys)
     base_lines = {k[1:]: v for k, v in lines.items() if len(k) > 1 and k[0] == "base"}
-    resolver = _Resolver()
+    cache: dict[str, Any] = {}
     runs: list[RunSpec] = []
     seen: dict[str, dict] = {}
     for combo in itertools.product(*(values for _, _, values in axes)):
@@ -180,22 +194,47 @@ def grid_from_dict(
                 run_lines[k] = "--set"
         d.setdefault("name", name)
         try:
-            scn = scenario_from_dict(d, source=source,
-                                     lines={k: v for k, v in run_lines.items() if v != "--set"},
-                                     base_dir=base_dir)
-            resolved, runnable = resolver.resolve(scn)
+            if kinds.kind_of(d, source) is not kind:
+                raise InputError(f"vary turns the {kind.name} scenario of 'base' into another "
+                                 f"kind", field="vary")
+            scn = kind.from_dict(d, source=source,
+                                 lines={k: v for k, v in run_lines.items() if v != "--set"},
+                                 base_dir=Path(base_dir))
+            resolved, runnable = kind.resolve(scn, cache)
         except InputError as e:
             raise _relocate(e, source, run_lines, coords) from None
         key = run_key(resolved)
         if key in seen:  # two grid points that are the same run: run (and draw) it once
             continue
         seen[key] = coords
-        runs.append(RunSpec(key, scn.name, runnable, resolved, coords))
+        runs.append(RunSpec(key, scn.name, runnable, resolved, coords, kind.name))
     return Grid(name=name, source=source, runs=runs,
                 axes=[p for paths, _, _ in axes for p in paths])
 
 
-def _axes(vary: dict, source: str, lines: dict) -> list[tuple[list[str], int | None, list]]:
+def runs_grid(name: str, runs: Sequence[tuple[str, str | Path, Sequence[str]]],
+              overrides: Sequence[str] = ()) -> Grid:
+    """A grid of named runs, each a scenario file (of any kind) with its own ``--set``
+    overrides, then ``overrides`` (every run). A figure set declares its runs this way.
+
+    Each run's ``name`` is its label and ``coords`` is ``{"run": label}``. Validates
+    every file before returning (the first problem is one InputError).
+    """
+    cache: dict[str, Any] = {}
+    out: list[RunSpec] = []
+    seen: set[str] = set()
+    for label, path, sets in runs:
+        kind, scn = kinds.load(path, [*sets, *overrides])
+        resolved, runnable = kind.resolve(scn, cache)
+        key = run_key(resolved)
+        if key not in seen:
+            seen.add(key)
+            out.append(RunSpec(key, label, runnable, resolved, {"run": label}, kind.name))
+    return Grid(name=name, source=name, runs=out, axes=["run"])
+
+
+def _axes(vary: dict, source: str, lines: dict,
+          keys: Any) -> list[tuple[list[str], int | None, list]]:
     """``vary`` as (dotted paths, line, list of value tuples), validated."""
     axes = []
     used: set[str] = set()
@@ -205,9 +244,9 @@ def _axes(vary: dict, source: str, lines: dict) -> list[tuple[list[str], int | N
         paths = [p.strip() for p in str(raw_key).split(",")]
         for p in paths:
             top = p.split(".")[0]
-            if top not in KEYS or top == "name" or not all(p.split(".")):
+            if top not in keys or top == "name" or not all(p.split(".")):
                 raise InputError(f"unknown scenario key {p!r} in vary; valid keys: "
-                                 f"{', '.join(k for k in KEYS if k != 'name')}", **where)
+                                 f"{', '.join(k for k in keys if k != 'name')}", **where)
             clash = [u for u in used if u == p or u.startswith(p + ".") or p.startswith(u + ".")]
             if clash:
                 raise InputError(f"{p!r} overlaps {clash[0]!r}, varied elsewhere", **where)
@@ -363,26 +402,28 @@ class _Resolver:
 def execute_run(spec: RunSpec) -> RunRecord:
     """Run one scenario and return its record; never raises for a failing simulation.
 
-    Runs in a Dask worker (or in-process): reads the trace, simulates, summarises and
-    computes the cluster-efficiency column of the timeline. An exception becomes a
+    Runs in a Dask worker (or in-process) through the run's kind (:mod:`sim.kinds`):
+    simulates, summarises, and builds what the store keeps (jobs and the timeline with
+    its cluster-efficiency column, or items and files). An exception becomes a
     ``failed`` record carrying its traceback. ``KeyboardInterrupt`` propagates.
     """
-    from sim.runner import prepare, run_prepared
-
     started = _now()
     t0 = time.perf_counter()
     try:
-        p = prepare(spec.scenario)
-        res = run_prepared(p)
-        timeline = res.timeline.copy()
-        timeline["ce"] = cluster_efficiency(res.events, p.jobs, p.table,
-                                            timeline["time_s"].to_numpy(), p.cluster.num_gpus)
+        kind = kinds.get(spec.kind)
+        res = kind.run(spec.scenario)
+        summary = kind.summary(res)
+        items = kind.items(res)
+        if spec.kind == GPU_KIND:  # the store's typed jobs table, and the timeline
+            extra: dict[str, Any] = {"jobs": items, "timeline": kind.timeline(res)}
+        else:
+            extra = {"items": items, "files": kind.files(res)}
         return RunRecord(spec.key, spec.resolved, spec.name, "done", None, started, _now(),
-                         time.perf_counter() - t0, res.summary, res.jobs, timeline)
+                         time.perf_counter() - t0, summary, kind=spec.kind, **extra)
     except Exception as e:  # recorded, not raised: the sweep goes on
         error = f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}"
         return RunRecord(spec.key, spec.resolved, spec.name, "failed", error, started, _now(),
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, kind=spec.kind)
 
 
 _HOLD = frozenset({"started", "resized", "resumed"})
@@ -574,7 +615,7 @@ def _run_dask(todo: Sequence[RunSpec], record: Callable[[RunSpec, RunRecord], No
             rec = fut.result()
         except Exception as e:  # the worker died or the task could not run
             rec = RunRecord(spec.key, spec.resolved, spec.name, "failed",
-                            f"{type(e).__name__}: {e}", submitted, _now(), 0.0)
+                            f"{type(e).__name__}: {e}", submitted, _now(), 0.0, kind=spec.kind)
         record(spec, rec)
         written.add(spec.key)
         fut.release()

@@ -81,15 +81,6 @@ class TaskScenario:
         return d
 
 
-def is_task_scenario(path: str | Path) -> bool:
-    """Whether a scenario file describes a task workload (has a ``workload`` key)."""
-    try:
-        data, _ = read_yaml(Path(path), "scenario")
-    except InputError:
-        return False
-    return isinstance(data, dict) and "workload" in data
-
-
 def load_task_scenario(path: str | Path, overrides: list[str] | None = None) -> TaskScenario:
     path = Path(path)
     data, text = read_yaml(path, "scenario")

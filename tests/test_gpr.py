@@ -231,21 +231,26 @@ def test_gpr_finds_the_best_sooner_than_fifo_over_seeds():
     assert ei < 0.6 * fifo, scores
 
 
-def test_figures_draw_from_run_folders(tmp_path):
-    from analysis.gpr import draw_all
-    from sim.poolrun import write_pool_run
+def test_figures_draw_from_the_store(tmp_path):
+    from analysis.gpr import draw
+    from sim.store import Store
+    from sim.sweep import run_sweep, runs_grid
 
-    dirs, summaries = {}, {}
-    for score in ("ei", "fifo"):
-        for seed in (0, 1):
-            scn = load_pool_scenario("scenarios/gpr-ackley.yaml", [
-                "workload.ackley.points=60", "params.retrain_every=10", f"seed={seed}",
-                f"params.score={score}"])
-            res = run_pool_scenario(scn)
-            label = f"{score}-s{seed}"
-            dirs[label] = write_pool_run(res, tmp_path / "runs" / label)
-            summaries[label] = res.summary
-    paths = draw_all(dirs, tmp_path / "fig")
+    entries = [(f"{score}-s{seed}", "scenarios/gpr-ackley.yaml",
+                ["workload.ackley.points=60", "params.retrain_every=10", f"seed={seed}",
+                 f"params.score={score}"]) for score in ("ei", "fifo") for seed in (0, 1)]
+    grid = runs_grid("gpr", entries)
+    with Store(tmp_path / "s.sqlite") as store:
+        rep = run_sweep(grid.runs, store, workers=1)
+        assert len(rep.done) == 4 and not rep.failed
+        runs = store.runs([r.key for r in grid.runs])
+        runs["label"] = [r.name for r in grid.runs]
+        summaries = dict(zip(runs["label"], runs["summary"]))
+        # the stored summary is the one a direct run gives (less its wall time)
+        direct = run_pool_scenario(load_pool_scenario(*entries[0][1:])).summary
+        assert {k: v for k, v in summaries["ei-s0"].items() if k != "wall_s"} == \
+            {k: v for k, v in direct.items() if k != "wall_s"}
+        paths = draw(runs, store, tmp_path / "fig")
     assert {p.name for p in paths} >= {"gpr-best.png", "gpr-best.csv", "gpr-epsilon.pdf",
                                        "gpr-epsilon.csv"}
     import pandas as pd

@@ -2,7 +2,7 @@
 :class:`~sim.model.tasks.TaskWorkload` and runs it on :class:`~sim.engine.tasks.TaskExecutor`.
 
 A family's scenario file has one top-level section named after it (``threeways:``,
-``dragon:``); :func:`scenario_kind` tells the CLI which family a file belongs to.
+``dragon:``); :mod:`sim.kinds` recognises, runs and stores each family.
 :func:`build` turns a mapping into a frozen dataclass, naming the file, line and key
 of the first bad value.
 """
@@ -13,28 +13,14 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sim.errors import InputError
-from sim.scenario import read_yaml
 
 #: section name -> module implementing the family
 FAMILIES = {"threeways": "sim.workloads.threeways", "dragon": "sim.workloads.dragon"}
 
 T = TypeVar("T")
-
-
-def scenario_kind(path: str | Path) -> str | None:
-    """The family a scenario file belongs to, or ``None`` (not one of ours)."""
-    try:
-        data, _ = read_yaml(Path(path), "scenario")
-    except InputError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    kinds = [k for k in FAMILIES if k in data]
-    return kinds[0] if len(kinds) == 1 else None
 
 
 @dataclasses.dataclass(frozen=True)
