@@ -841,3 +841,18 @@ def test_fast_whatif_matches_whatif(
             F2 = pa.F.copy()
             _commit(g2, now, F2, ev, own)
             assert (F2.times, F2.values) == (w.times, w.values)
+
+
+def test_whatif_that_finishes_in_its_forced_segment_after_the_deadline_holds_g2_once() -> None:
+    """Clean mode, D^ inside the forced segment and the work done within it: the job holds
+    g' on [now, E) once (it used to be subtracted on [D^, t1) twice: F went negative)."""
+    jobs = [PlanJob(key=0, work=1, deadline=0, levels=(1,), rate=(0.25,), max_gpu=1),
+            PlanJob(key=1, work=1, deadline=2, levels=(1, 2), rate=(0.5, 0.25), max_gpu=2)]
+    pa = plan_all(jobs, 0, 4, 1)
+    by_key = {j.key: j for j in jobs}
+    before = [JobAlloc.from_plan(by_key[k], pa.results[k], 0) for k in pa.order]
+    for cache in (True, False):
+        fr = allocate_free(before, 0, pa.F.copy(), 4, 1, cache=cache)
+        assert fr.grants == [(1, 1, 2)]
+        assert_consistent(fr.F, [(s.alloc, s.end) for s in fr.jobs], 4, 0)
+        assert fr.F.value_at(2) == 1

@@ -1063,14 +1063,14 @@ def _whatif(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float,
     # clean mode reduces the whole segment
     if now < Dh < INF:
         _ensure(times, values, Dh)
-        if not artifact and Dh < t1:
-            values[i0 + 1] -= g2
     seg = (D - now) if t1 == Dh else (t1 - now)
     rest_work = W - r * seg
     if rest_work <= 0 or t1 == INF:  # [DECIDE] the artifact cannot reach this (it asserts)
         _reserve(times, values, i0, g2, E)
         _compress(times, values)
         return _WhatIf([(now, g2)], E, R, R <= D, times, values, INF, True, t1)
+    if not artifact and now < Dh < t1:
+        values[i0 + 1] -= g2  # clean: the job holds g2 on all of [now, t1)
     values[i0] -= g2
     rest, E, R, feasible, horizon = _plan_core(job, rest_work, t1, times, values, G, S)
     alloc = compress_steps([(now, g2), *rest])
