@@ -537,10 +537,15 @@ def _run_pools(args: argparse.Namespace) -> int:
     scn = load_pool_scenario(args.scenario, args.set)
     upd, close = _task_progress(not args.quiet and sys.stderr.isatty(), scn.name)
     try:
-        res = run_pool_scenario(scn, progress=upd)
+        if args.real:
+            from sim.real.pools import run_pool_real
+
+            res = run_pool_real(scn, progress=upd)
+        else:
+            res = run_pool_scenario(scn, progress=upd)
     finally:
         close()
-    out = write_pool_run(res, Path(args.out or f"results/{scn.name}"))
+    out = write_pool_run(res, Path(args.out or f"results/{scn.name}{'-real' if args.real else ''}"))
     _print_table([res.summary], ["score", "seed", "tasks", "done", "best_value", "optimum",
                                  "time_to_eps_s", "tasks_to_eps", "time_to_best_s",
                                  "tasks_to_best", "reprioritisations", "makespan_s", "wall_s"])
