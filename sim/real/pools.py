@@ -43,6 +43,7 @@ from sim.traces.ackley import AckleySpec
 MODELLED_COSTS = {"retrain_s": 0.0, "retrain_n3_s": 0.0, "remote_latency_s": 0.0,
                   "point_kB": 0.0}
 DEFAULT_COMPRESSION = 1.0
+NO_CLUSTER = ClusterSpec("tasks", 0, 0, 0)
 WARM_IMPORTS = ("sklearn.gaussian_process", "sklearn.preprocessing", "threadpoolctl")
 
 
@@ -74,20 +75,12 @@ def run_pool_real(scn: PoolScenario, *, workers: Workers | None = None,
     scn = scaled(scn)
     C = float(scn.real.get("compression", DEFAULT_COMPRESSION))
     wl = build_workload(scn)
-    policy = registry.create(scn.policy, scn.params, source=scn.source or None)
-    none = ClusterSpec("tasks", 0, 0, 0)
     own = workers is None
-    w = workers or connect(none)
+    w = workers or connect(NO_CLUSTER)
     try:
-        _start_pools(w, scn)
-        with tempfile.TemporaryDirectory(prefix="clustersim-pools-") as ckpt:
-            ex = RealExecutor([], none, ThroughputTable("none", (), {}), Controller(policy), w,
-                              ckpt, config=RealConfig(compression=C), tasks=list(wl.tasks),
-                              pools=scn.pools, task_call=ackley_call(scn.ackley, C),
-                              progress=progress)
-            t0 = time.perf_counter()
-            ex.run()
-            wall = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ex = execute(scn, w, progress=progress)
+        wall = time.perf_counter() - t0
     finally:
         if own:
             w.close()
@@ -115,6 +108,22 @@ def run_pool_real(scn: PoolScenario, *, workers: Workers | None = None,
     if comps:
         summary["makespan_s"] = comps[-1][0]
     return PoolRunResult(scn, wl, records, comps, ex.pool_events, summary)
+
+
+def execute(scn: PoolScenario, w: Workers, *,
+            progress: Callable[[float, int, int], None] | None = None) -> RealExecutor:
+    """Start the pools' worker processes on ``w`` and run the :func:`scaled` scenario."""
+    C = float(scn.real.get("compression", DEFAULT_COMPRESSION))
+    wl = build_workload(scn)
+    policy = registry.create(scn.policy, scn.params, source=scn.source or None)
+    _start_pools(w, scn)
+    with tempfile.TemporaryDirectory(prefix="clustersim-pools-") as ckpt:
+        ex = RealExecutor([], NO_CLUSTER, ThroughputTable("none", (), {}), Controller(policy), w,
+                          ckpt, config=RealConfig(compression=C), tasks=list(wl.tasks),
+                          pools=scn.pools, task_call=ackley_call(scn.ackley, C),
+                          progress=progress)
+        ex.run()
+    return ex
 
 
 def _start_pools(w: Workers, scn: PoolScenario) -> None:
