@@ -85,6 +85,7 @@ class RealConfig:
     stop_timeout_s: float = 30.0  # wall seconds to wait for a stopping segment
     max_retries: int = 5  # segment failures per job before giving up on it
     tick_s: float = 0.25  # wall seconds between health checks when nothing happens
+    launch_timeout_s: float = 120.0  # wall seconds a launched task worker may take to join
 
 
 @dataclass
@@ -161,7 +162,7 @@ class TaskWorker:
     pins: dict[str, Any] = field(default_factory=dict)
     fifo: bool = False
     connected: bool = False
-    launched: bool = False
+    launched: float = 0.0  # wall time its process was launched (0: not launched)
     libraries: dict[str, str] = field(default_factory=dict)  # name -> installing | ready
 
     def submit_kwargs(self, cores: float) -> dict[str, Any]:
@@ -644,8 +645,12 @@ class RealExecutor:
         names = {str(w.get("name", a)) + "@" + a for a, w in info.items()}
         joined = {str(w.get("name", a)) for a, w in info.items()}
         for tw in self.task_workers.values():
-            if tw.launched and not tw.connected and tw.worker_id in joined:
-                self._connected(tw, self.now())
+            if tw.launched and not tw.connected:
+                if tw.worker_id in joined:
+                    self._connected(tw, self.now())
+                elif time.time() - tw.launched > self.cfg.launch_timeout_s:
+                    raise RuntimeError(f"task worker {tw.worker_id!r} did not join within "
+                                       f"{self.cfg.launch_timeout_s:g} s of its launch")
         if self._known_workers is not None:
             now = self.now()
             for w in sorted(self._known_workers - names):
@@ -674,7 +679,7 @@ class RealExecutor:
             if not tw.launch:
                 self._connected(tw, now)
             elif not tw.launched:
-                tw.launched = True
+                tw.launched = time.time()
                 self.workers.launch(tw.worker_id, tw.launch, {tw.resources: tw.slots})
                 self._event(now, "worker_launched", "", 0, tw.worker_id)
 
