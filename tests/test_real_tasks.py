@@ -95,3 +95,36 @@ def test_real_run_writes_the_simulations_outputs(workers, tmp_path):
     bests = [c[4] for c in res.completions]
     assert bests == sorted(bests, reverse=True)
     assert "TASK t00" in (out / "transactions").read_text()
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_threeways_map_on_batch_job_workers_with_real_store(tmp_path):
+    from sim.ems import EMSStore
+    from sim.real.threeways import run_real
+    from sim.workloads import threeways as tw
+
+    db = tmp_path / "EMS.db3"
+    sets = ["threeways.params.seed.range=[0,40]", "threeways.params.nrow=[300]",
+            "threeways.params.ncol=[300]", "threeways.processes=2", "threeways.threads=1",
+            "threeways.start_s=[0.0,0.3]", "threeways.store.flush_rows=10",
+            f"threeways.store.db={db}"]
+    scn = tw.load(Path(__file__).parent.parent / "scenarios" / "threeways-dask.yaml", sets)
+    res = run_real(scn)
+    s = res.summary
+    assert s["done"] == s["stored_rows"] == 40 and s["flushes"] == 4
+    assert len(res.lines) == 4 and res.lines[0].startswith("Count: 10,")
+    # the second batch job launched 0.3 s in and connected only after its process started;
+    # both processes computed instances
+    conn = {r[2]: r[0] for r in res.records if r[1] == "WORKER" and r[3] == "CONNECTION"}
+    assert set(conn) == {"p0", "p1"} and conn["p1"] > 0.3 + 0.1
+    ran = {r[4][0] for r in res.records if r[1] == "TASK" and r[3] == "RUNNING"}
+    assert ran == {"p0", "p1"}
+    # instances computed for real: the stored rows are the SVD's results
+    with EMSStore(db, ["nrow", "ncol", "seed"]) as store:
+        rows = store.conn.execute('SELECT seed, v_alignment FROM "ems"').fetchall()
+    assert sorted(r[0] for r in rows) == list(range(40))
+    assert all(0.5 < r[1] <= 1.0 + 1e-9 for r in rows)
+    # EMS resume: a re-run skips every stored combination
+    again = run_real(scn).summary
+    assert again["instances"] == 0 and again["skipped"] == 40
