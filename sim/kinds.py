@@ -287,6 +287,20 @@ class Pools(Kind):
 
         return run_pool_scenario(scn, progress=progress)
 
+    def run_real(self, scn: Any, out: Path, scheduler: str | None,
+                 progress: Progress | None) -> Any:
+        """Ackley evaluations and GP retraining for real on a LocalCluster
+        (:mod:`sim.real.pools`), written to ``out`` like a simulated run."""
+        from sim.poolrun import write_pool_run
+        from sim.real.pools import run_pool_real
+
+        if scheduler:
+            raise InputError("--scheduler is not supported for pool scenarios yet (they "
+                             "start their own LocalCluster)", field="--scheduler")
+        res = run_pool_real(scn, progress=progress)
+        write_pool_run(res, out)
+        return res
+
     def items(self, res: Any) -> pd.DataFrame:
         tasks = task_table(res.records).set_index("item_id", drop=False)
         rows = []

@@ -18,6 +18,7 @@ The sibling of :mod:`sim.taskrun` for workloads run by batch-claiming worker poo
     epsilon: 0.5                          # "within epsilon of the optimum" metric
     manager: {dispatch_s: 0, retrieve_s: 0}   # queue round trips (ManagerSpec)
     horizon_s: 10000                      # optional
+    real: {compression: 4, points: 240}   # real mode only (sim.real.pools)
 
 Every problem is one :class:`~sim.errors.InputError` naming file, line and key, raised
 before anything runs. Output folder (written atomically): ``scenario.yaml``,
@@ -68,7 +69,10 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "epsilon": ((int, float), "distance to the optimum the time-to-epsilon metric uses"),
     "manager": ((dict,), "queue round-trip costs: dispatch_s, retrieve_s"),
     "horizon_s": ((int, float), "stop the simulation at this time"),
+    "real": ((dict,), "real mode: compression (simulated s per wall s), points (fewer "
+                      "Ackley points)"),
 }
+REAL_KEYS = {"compression": (int, float), "points": (int,)}
 POOL_KEYS = {"name": (str,), "workers": (int,), "batch_size": (int,), "threshold": (int,),
              "join": (dict,)}
 JOIN_KEYS = {"after": (str,), "count": (int,), "delay_s": (int, float)}
@@ -86,6 +90,7 @@ class PoolScenario:
     epsilon: float = 0.5
     manager: dict = dataclasses.field(default_factory=dict)
     horizon_s: float | None = None
+    real: dict = dataclasses.field(default_factory=dict)
     source: str = ""
 
     def resolved(self) -> dict[str, Any]:
@@ -99,6 +104,8 @@ class PoolScenario:
             "epsilon": self.epsilon, "manager": self.manager}
         if self.horizon_s is not None:
             d["horizon_s"] = self.horizon_s
+        if self.real:
+            d["real"] = dict(self.real)
         return d
 
 
@@ -214,13 +221,21 @@ def pool_scenario_from_dict(data: dict[str, Any], *, source: str = "",
     eps = float(data.get("epsilon", 0.5))
     if eps < 0:
         raise err("epsilon must be >= 0", "epsilon")
+    real = data.get("real", {})
+    for k, v in real.items():
+        if k not in REAL_KEYS:
+            raise err(f"unknown real key {k!r}; valid: {', '.join(REAL_KEYS)}", "real", k)
+        typed(v, REAL_KEYS[k], "real", k)
+        if v <= 0:
+            raise err(f"real.{k} must be > 0, got {v!r}", "real", k)
     horizon = data.get("horizon_s")
     if horizon is not None and horizon <= 0:
         raise err("horizon_s must be > 0", "horizon_s")
     return PoolScenario(name=data.get("name", Path(source).stem if source else "run"),
                         ackley=spec, pools=tuple(pools), policy=pol, params=params, seed=seed,
                         epsilon=eps, manager=data.get("manager", {}),
-                        horizon_s=None if horizon is None else float(horizon), source=source)
+                        horizon_s=None if horizon is None else float(horizon), real=real,
+                        source=source)
 
 
 def _lines(text: str) -> dict[tuple[str, ...], int]:

@@ -50,6 +50,30 @@ class Workers:
         kw["resources"] = {f"cpu{node}": cores} if self.by_resource else {"CPU": cores}
         return kw
 
+    def launch(self, name: str, nthreads: int, resources: dict[str, float]) -> None:
+        """Start one more worker process, ``name``, with these resources (returns at once;
+        the worker joins the scheduler when its process has started, like a batch job).
+
+        Raises:
+            InputError (field ``--scheduler``): the workers belong to an existing
+                cluster, which this run cannot grow.
+        """
+        from distributed import Nanny
+
+        if self.owned is None:
+            raise InputError("this run starts worker processes as it goes (task workers, "
+                             "pools): it needs its own LocalCluster, not --scheduler",
+                             field="--scheduler")
+        self.owned.worker_spec[name] = {"cls": Nanny, "options": {
+            "nthreads": nthreads, "resources": dict(resources), "host": "127.0.0.1",
+            "silence_logs": logging.ERROR}}
+        self.owned.scale(len(self.owned.worker_spec))  # launches what the spec lacks
+
+    def joined(self) -> set[str]:
+        """Names of the workers connected to the scheduler now."""
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {str(w.get("name", a)) for a, w in info.items()}
+
     def close(self) -> None:
         try:
             self.client.close()
@@ -99,7 +123,8 @@ def _local(cluster: ClusterSpec, cpu_slots: int) -> Workers:
                            name="clustersim-real")
     try:
         client = Client(spec)
-        client.wait_for_workers(cluster.num_nodes, timeout=60)
+        if cluster.num_nodes:  # none: task workers are launched as the run goes
+            client.wait_for_workers(cluster.num_nodes, timeout=60)
     except BaseException:
         spec.close()
         raise

@@ -25,6 +25,7 @@ a remote cluster).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import zlib
@@ -181,4 +182,37 @@ def _svd(n: int = 64, seed: int = 0) -> float:
     return float(np.linalg.svd(m, compute_uv=False)[0])
 
 
-TASK_FUNCTIONS = {"sleep": _sleep, "svd": _svd}
+def _ackley(x: list[float], sleep_s: float = 0.0, a: float = 20.0, b: float = 0.2,
+            c: float = 2 * math.pi) -> float:
+    """An EMEWS Ackley task: the real function at ``x``, then its modelled runtime asleep."""
+    from sim.traces.ackley import ackley
+
+    value = float(ackley(np.asarray(x, dtype=float), a, b, c)[0])
+    time.sleep(sleep_s)
+    return value
+
+
+def _svd_map(nrow: int, ncol: int, seed: int) -> dict[str, float]:
+    """The Stats285 map instance: a seeded noisy rank-1 ``nrow x ncol`` matrix, its full
+    SVD, and the result row (parameters, alignment of the top right singular vector
+    with the planted one, the vector's first 16 entries)."""
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal(nrow)
+    v = rng.standard_normal(ncol)
+    v /= np.linalg.norm(v)
+    x = np.outer(u, v) + rng.standard_normal((nrow, ncol)) / math.sqrt(ncol)
+    _, _, vt = np.linalg.svd(x, full_matrices=True)
+    row = {"nrow": nrow, "ncol": ncol, "seed": seed, "v_alignment": float(abs(vt[0] @ v))}
+    row.update({f"v{i}": float(e) for i, e in enumerate(vt[0][:16])})
+    return row
+
+
+def _start_library() -> int:
+    """A library start-up on an already running worker: import what the calls use."""
+    import sim.traces.ackley  # noqa: F401
+
+    return os.getpid()
+
+
+TASK_FUNCTIONS = {"sleep": _sleep, "svd": _svd, "ackley": _ackley, "svd_map": _svd_map,
+                  "start_library": _start_library}
