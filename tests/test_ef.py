@@ -121,3 +121,22 @@ def test_clean_mode_keeps_unchanged_jobs_on_their_gpus():
     moves = ev[(ev.job_id == "0") & ev.event.isin(["resized"])]
     assert len(moves) == len(set(moves.time_s))
     assert res.summary["deadline_satisfactory_ratio"] == 1.0
+
+
+@pytest.mark.parametrize("artifact", [True, False])
+def test_reusing_the_admission_plan_changes_nothing(monkeypatch, artifact):
+    """ef-accessctrl reuses its admission pass's plan as the final plan when it planned the
+    same jobs in the same order: the run is identical to one that plans again."""
+    from sim.policies.ef import EfAccessCtrl
+
+    calls: list[int] = []
+    orig = EfAccessCtrl._plan
+    monkeypatch.setattr(EfAccessCtrl, "_plan",
+                        lambda self, *a: calls.append(1) or orig(self, *a))
+    reused = run_fig8a("ef-accessctrl", artifact=artifact)
+    n_reused = len(calls)
+    monkeypatch.setattr(EfAccessCtrl, "REUSE_PLAN", False)
+    fresh = run_fig8a("ef-accessctrl", artifact=artifact)
+    assert n_reused < len(calls) - n_reused  # the cache was used
+    for a, b in ((reused.jobs, fresh.jobs), (reused.events, fresh.events)):
+        assert a.to_csv(float_format="%.17g") == b.to_csv(float_format="%.17g")
