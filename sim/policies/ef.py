@@ -144,7 +144,7 @@ class _EfBase(Policy):
         G = snap.cluster.num_gpus
         S = snap.slot_s if snap.slot_s > 0 else 1
         res = plan_all([self._job(snap, index[jid]) for jid in ids], snap.now_s, G, S)
-        self._last_plan = (snap, ids, res)
+        self._last_plan = (snap, tuple(ids), res)  # a copy: callers extend their lists
         return res
 
     def _final_plan(self, snap: Snapshot, index: dict[str, JobView], ids: list[str]):
@@ -152,7 +152,8 @@ class _EfBase(Policy):
         these very jobs in this very order on this snapshot (plan_all is a pure function
         of them; the batch admission of an accepted batch always does), else a new one."""
         last, self._last_plan = self._last_plan, None
-        if self.REUSE_PLAN and last is not None and last[0] is snap and last[1] == ids:
+        if (self.REUSE_PLAN and last is not None and last[0] is snap
+                and last[1] == tuple(ids)):
             return last[2]
         return self._plan(snap, index, ids)
 
