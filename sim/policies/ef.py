@@ -111,6 +111,7 @@ class _EfBase(Policy):
     Params = EfParams
     WORK = "iterations"
     ADMISSION = True
+    REUSE_PLAN = True  # reuse the admission plan as the final one when identical (tested)
 
     def __init__(self, params=None, *, artifact: bool = False) -> None:
         super().__init__(params, artifact=artifact)
@@ -122,6 +123,7 @@ class _EfBase(Policy):
         self._order: list[str] = []  # runnable list, in the order the artifact keeps it
         self._started: dict[str, None] = {}  # started jobs, in start order (ef's list)
         self._static: dict[str, PlanJob] = {}
+        self._last_plan: tuple | None = None  # (snapshot, ids, plan_all result)
 
     # -- helpers -----------------------------------------------------------------
     def _job(self, snap: Snapshot, j: JobView) -> PlanJob:
@@ -141,7 +143,19 @@ class _EfBase(Policy):
     def _plan(self, snap: Snapshot, index: dict[str, JobView], ids: list[str]):
         G = snap.cluster.num_gpus
         S = snap.slot_s if snap.slot_s > 0 else 1
-        return plan_all([self._job(snap, index[jid]) for jid in ids], snap.now_s, G, S)
+        res = plan_all([self._job(snap, index[jid]) for jid in ids], snap.now_s, G, S)
+        self._last_plan = (snap, tuple(ids), res)  # a copy: callers extend their lists
+        return res
+
+    def _final_plan(self, snap: Snapshot, index: dict[str, JobView], ids: list[str]):
+        """The final plan of the instant: the admission pass's last plan when it planned
+        these very jobs in this very order on this snapshot (plan_all is a pure function
+        of them; the batch admission of an accepted batch always does), else a new one."""
+        last, self._last_plan = self._last_plan, None
+        if (self.REUSE_PLAN and last is not None and last[0] is snap
+                and last[1] == tuple(ids)):
+            return last[2]
+        return self._plan(snap, index, ids)
 
     def _admit(self, snap: Snapshot, index: dict[str, JobView], order: list[str],
                arrivals: list[str]) -> list[str]:
@@ -180,6 +194,7 @@ class _EfBase(Policy):
         for jid in snap.finished:
             self._static.pop(jid, None)
             self._started.pop(jid, None)
+        self._last_plan = None
         order = [jid for jid in self._order if jid in index]
         arrivals = [j.job_id for j in snap.arrivals]
         declined: list[str] = []
@@ -194,7 +209,7 @@ class _EfBase(Policy):
         if not self.artifact:
             order.sort(key=self._clean_key(index))
         # final plan: every runnable job at its minimum satisfactory share (2.5 step 2.4)
-        res = self._plan(snap, index, order)
+        res = self._final_plan(snap, index, order)
         states = [JobAlloc.from_plan(self._job(snap, index[k]), res.results[k], now)
                   for k in res.order]
         # pending jobs whose plan gives them GPUs now start (2.5 step 3.1)

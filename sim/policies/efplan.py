@@ -1324,15 +1324,20 @@ def _own_entries(zones: tuple[float, ...], own: tuple[list[float], list[int]],
 
 
 def _whatif_eval(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float,
-                 own: tuple[list[float], list[int]], artifact: bool) -> _Eval:
+                 own: tuple[list[float], list[int]], artifact: bool,
+                 Dh: float | None = None, t1: float | None = None) -> _Eval:
     """:func:`_whatif` (plan, end, real end, feasibility, and what committing reserves),
     with a certificate. Same decisions as :func:`_whatif` on every path: the early
     returns are copied; the rest plan comes from :func:`_sat_eval`, else the sequential
-    mirror :func:`_rest_eval`, else :func:`_whatif` itself."""
+    mirror :func:`_rest_eval`, else :func:`_whatif` itself. ``Dh`` and ``t1``, when
+    given, must be ``align(now, D, S)`` and ``_t1_of(own, now, F, Dh)`` (the caller
+    already knows them)."""
     job = st.job
     D = job.deadline
-    Dh = align(now, D, S)
-    t1 = _t1_of(own, now, F, Dh)
+    if Dh is None:
+        Dh = align(now, D, S)
+    if t1 is None:
+        t1 = _t1_of(own, now, F, Dh)
     r = job._tab.rate.get(g2)
     if r is None:
         r = job.rate_at(g2)
@@ -1845,6 +1850,8 @@ def _allocate_free_fast(states: list[JobAlloc], keys: list[Hashable], A: int, no
     top_level = max((st.job.levels[-1] for st in states if st.job.levels), default=0)
     heap: list[tuple[int, int, int]] = []  # (-step, job, stamp): who may drop out as A falls
     stamps = [0] * n
+    dhs = [align(now, st.job.deadline, S) for st in states]  # D^ of each job
+    t1_known: dict[int, float] = {}  # jobs to recompute whose new t1 is already known
 
     def leave(i: int) -> None:
         if i in acts:
@@ -1928,7 +1935,7 @@ def _allocate_free_fast(states: list[JobAlloc], keys: list[Hashable], A: int, no
             own_t, own_v = own
             y1s[i] = own_t[1] if len(own_t) > 1 else INF
             jo1s[i] = own_v[1] - own_v[0] if len(own_t) > 1 else 0
-        ev = _whatif_eval(st, g2, now, F, G, S, own, artifact)
+        ev = _whatif_eval(st, g2, now, F, G, S, own, artifact, dhs[i], t1_known.get(i))
         ev.version = version
         enter(i, ev)
 
@@ -1951,7 +1958,7 @@ def _allocate_free_fast(states: list[JobAlloc], keys: list[Hashable], A: int, no
             own = owns[pick]
             if own is _NO_OWN:
                 own = owns[pick] = _own_steps(st, now)
-            ev = _whatif_eval(st, g2, now, F, G, S, own, artifact)
+            ev = _whatif_eval(st, g2, now, F, G, S, own, artifact, dhs[pick])
         t_old, v_old = F.times, F.values
         io = bisect_right(t_old, now)
         tF1_old = t_old[io] if io < len(t_old) else INF  # F's first breakpoint after now
@@ -2015,14 +2022,17 @@ def _allocate_free_fast(states: list[JobAlloc], keys: list[Hashable], A: int, no
                     t1 = _t1_of(owns[i], now, F, e.Dh)
                 if t1 != e.t1:
                     fail.add(i)
+                    t1_known[i] = t1
         elif tF1 != INF and tF1 in by_y1:
             # same tF1: only a job whose own plan changes at tF1 can see t1 move
             jF1 = v_new[iF] - v_new[iF - 1]
             for i in by_y1[tF1]:
                 e = evs[i]
-                if ((e.t1 != tF1 or jo1s[i] + jF1 == 0)
-                        and _t1_of(owns[i], now, F, e.Dh) != e.t1):
-                    fail.add(i)
+                if e.t1 != tF1 or jo1s[i] + jF1 == 0:
+                    t1 = _t1_of(owns[i], now, F, e.Dh)
+                    if t1 != e.t1:
+                        fail.add(i)
+                        t1_known[i] = t1
         for i in hz:
             if not evs[i].horizon < changed_at:
                 fail.add(i)
@@ -2054,8 +2064,10 @@ def _allocate_free_fast(states: list[JobAlloc], keys: list[Hashable], A: int, no
                 zfail.add(i)
         fail.discard(pick)
         zfail.discard(pick)
+        t1_known.pop(pick, None)
         for i in fail:
             fresh(i)
+        t1_known.clear()
         for i in zfail:
             if i in fail:
                 continue
