@@ -62,6 +62,9 @@ def solve_ftf(
     not unique; ``x(r*)`` is then the smallest optimal share of every job, or, with
     ``center=True``, the analytic centre of the optimal set (:func:`central_shares`).
     """
+    if 0 < len(a) <= SMALL_N:
+        xl, r = _solve_ftf_small(a, b, d, g, capacity, rel_tol=rel_tol, center=center)
+        return np.array(xl), r
     a_ = np.asarray(a, dtype=float)
     b_ = np.asarray(b, dtype=float)
     d_ = np.asarray(d, dtype=float)
@@ -113,6 +116,9 @@ def central_shares(m: np.ndarray, g: np.ndarray, capacity: float, *,
     one-root equation in ``lam`` (Newton inside a bisection bracket). Larger jobs get smaller
     shares than equal-``m`` small ones: the order differs from that of ``m``.
     """
+    if 0 < len(m) <= SMALL_N:
+        return np.array(_central_small([float(v) for v in m], [float(v) for v in g],
+                                       capacity, soc_weight))
     m = np.asarray(m, dtype=float)
     g = np.asarray(g, dtype=float)
     A = 1.0 + soc_weight
@@ -161,6 +167,147 @@ def central_shares(m: np.ndarray, g: np.ndarray, capacity: float, *,
             break
         lam = nxt
     return xs(lam)
+
+
+# ---------------------------------------------------------------- small programs
+# A round has about a dozen runnable jobs; on arrays that short numpy's per-call
+# overhead dominates, so below SMALL_N + 1 jobs the two solvers run as plain float
+# loops. They perform the numpy code's operations in the same order, so the results
+# are the same bits: elementwise +, -, *, / and sqrt are correctly rounded either
+# way; ``np.dot`` of fewer than 16 doubles is a plain left-to-right sum of products
+# in the bundled OpenBLAS (its vector kernel starts at 16) and ``np.sum`` of at most
+# 128 doubles is numpy's 8-accumulator pairwise sum (:func:`_np_sum`).
+# tests/test_themis.py checks both paths against each other bit for bit.
+SMALL_N = 15
+
+
+def _dot(g: Sequence[float], x: Sequence[float]) -> float:
+    """``np.dot(g, x)`` for ``len <= SMALL_N``: a left-to-right sum of products."""
+    s = 0.0
+    for gi, xi in zip(g, x):
+        s += gi * xi
+    return s
+
+
+def _np_sum(v: Sequence[float]) -> float:
+    """``np.sum(v)`` for ``len(v) <= 128``: numpy's pairwise sum with 8 accumulators."""
+    n = len(v)
+    if n < 8:
+        s = 0.0
+        for t in v:
+            s += t
+        return s
+    r = list(v[:8])
+    i = 8
+    lim = n - n % 8
+    while i < lim:
+        for j in range(8):
+            r[j] += v[i + j]
+        i += 8
+    s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        s += v[i]
+        i += 1
+    return s
+
+
+def _div(num: float, den: float) -> float:
+    """``num / den`` with numpy's result for a zero ``den`` (``num > 0``)."""
+    return num / den if den else math.inf
+
+
+def _solve_ftf_small(
+    a: Sequence[float], b: Sequence[float], d: Sequence[float], g: Sequence[float],
+    capacity: float, *, rel_tol: float, center: bool,
+) -> tuple[list[float], float]:
+    """:func:`solve_ftf` for ``1 <= n <= SMALL_N`` jobs, as float loops (same bits)."""
+    a_ = [float(v) for v in a]
+    b_ = [float(v) for v in b]
+    d_ = [float(v) for v in d]
+    g_ = [float(v) for v in g]
+    n = len(a_)
+    if min(b_) <= 0 or min(d_) <= 0 or min(g_) <= 0 or capacity <= 0:
+        raise ValueError("solve_ftf needs b, d, g and capacity > 0")
+    abd = list(zip(a_, b_, d_))
+
+    def shares(r: float) -> list[float]:
+        return [min(1.0, _div(bi, r * di - ai)) for ai, bi, di in abd]
+
+    lo = max((ai + bi) / di for ai, bi, di in abd)
+    x = shares(lo)
+    if _dot(g_, x) <= capacity:
+        return (_central_small(x, g_, capacity, 0.5) if center else x), lo
+    hi = max(lo, max((ai + n * gi * bi / capacity) / di
+                     for ai, bi, di, gi in zip(a_, b_, d_, g_)))
+    while _dot(g_, shares(hi)) > capacity:
+        hi = hi * 2.0 if hi > 0 else 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if not lo < mid < hi or hi - lo <= rel_tol * max(abs(hi), 1e-300):
+            break
+        if _dot(g_, shares(mid)) > capacity:
+            lo = mid
+        else:
+            hi = mid
+    return shares(hi), hi
+
+
+def _central_small(m: list[float], g: list[float], capacity: float,
+                   soc_weight: float) -> list[float]:
+    """:func:`central_shares` for ``1 <= n <= SMALL_N`` jobs, as float loops (same bits)."""
+    A = 1.0 + soc_weight
+    fixed = [mi >= 1.0 - 1e-12 for mi in m]
+    slack_inf = capacity - _dot(g, m)
+    if slack_inf <= 0 or all(fixed):
+        return [1.0 if f else mi for mi, f in zip(m, fixed)]
+    # (g_i, m_i, 1 + m_i) of the free jobs, with their positions
+    free = [(i, g[i], m[i], 1.0 + m[i]) for i in range(len(m)) if not fixed[i]]
+    x = [1.0] * len(m)
+
+    def xs(lam: float) -> list[float]:
+        for i, gi, mi, mi1 in free:
+            k = gi * lam
+            B = k * mi1 + A + 1.0
+            C = A + mi + k * mi
+            v = 2.0 * C / (B + math.sqrt(B * B - 4.0 * k * C))
+            x[i] = 1.0 if v > 1.0 else (mi if v < mi else v)  # np.clip(v, m, 1)
+        return x
+
+    def f_of(lam: float) -> float:
+        return lam * (capacity - _dot(g, xs(lam))) - 1.0
+
+    lo, hi = 0.0, 2.0 / slack_inf
+    while f_of(hi) <= 0:
+        lo, hi = hi, 2.0 * hi
+    lam = hi
+    terms = [0.0] * len(m)  # g^2 / curvature; 0 for the fixed jobs (curvature inf)
+    for _ in range(200):
+        xs(lam)
+        slack = capacity - _dot(g, x)
+        f = lam * slack - 1.0
+        if f > 0:
+            hi = lam
+        else:
+            lo = lam
+        if f == 0 or hi - lo <= 1e-15 * hi:
+            break
+        for i, gi, mi, _mi1 in free:
+            xi = x[i]
+            d1 = xi - mi
+            d1 *= d1
+            d2 = 1.0 - xi
+            d2 *= d2
+            curv = _div(A, d1) + _div(1.0, d2)
+            terms[i] = gi * gi / curv
+        fp = slack + lam * _np_sum(terms)
+        nxt = lam - f / fp if fp > 0 else lo - 1.0
+        if not lo < nxt < hi:
+            nxt = 0.5 * (lo + hi)
+        elif abs(nxt - lam) <= 1e-15 * lam:
+            lam = nxt
+            break
+        lam = nxt
+    return list(xs(lam))
 
 
 def ftf_value(x: Sequence[float], a: Sequence[float], b: Sequence[float],
@@ -336,9 +483,12 @@ class Themis(Policy):
             b.append(left / tput)
             d.append(self.cum[jid] + left / (iso_rate * xhat))
             g.append(s.num_gpu)
-        if ids:
+        if len(ids) > SMALL_N:
             x, _ = solve_ftf(a, b, d, g, G, center=self._center())
             out.update(zip(ids, (float(v) for v in x)))
+        elif ids:
+            out.update(zip(ids, _solve_ftf_small(a, b, d, g, G, rel_tol=1e-13,
+                                                 center=self._center())[0]))
         return out
 
     def _center(self) -> bool:
