@@ -11,6 +11,7 @@ from sim.model.placement import (
     CLASS_KEYS,
     BuddyPlacer,
     FragmentationError,
+    LastPlacement,
     PlacementError,
     UnsupportedSizeError,
     ef_placement_order,
@@ -277,3 +278,52 @@ def test_a_failed_place_changes_nothing(ops: list[tuple[bool, int]]) -> None:
         except FragmentationError:
             failures += 1
             assert (p.class_lists(), p.free_nodes(), p.placements(), p.free_gpus()) == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_last_placement_equals_placing_from_scratch(data) -> None:
+    """The memo of the previous sequence gives exactly what place_all gives, whether the
+    sequence repeats, changes by one job, changes order or fails; the dict it returns is
+    the caller's own."""
+    c = cluster(num_switch=1, nodes_per_switch=4, gpn=8)
+    memo = LastPlacement()
+    sizes = st.sampled_from([1, 2, 4, 8, 12, 16])
+    seq: list[tuple[str, int]] = []
+    expect_hits = 0
+    prev: tuple | None = None
+    for step in range(data.draw(st.integers(1, 12))):
+        op = data.draw(st.sampled_from(["same", "same", "add", "drop", "swap", "resize"]))
+        if op == "add" or not seq:
+            seq.insert(data.draw(st.integers(0, len(seq))), (f"j{step}", data.draw(sizes)))
+        elif op == "drop":
+            seq.pop(data.draw(st.integers(0, len(seq) - 1)))
+        elif op == "swap" and len(seq) > 1:
+            i = data.draw(st.integers(0, len(seq) - 2))
+            seq[i], seq[i + 1] = seq[i + 1], seq[i]
+        elif op == "resize":
+            i = data.draw(st.integers(0, len(seq) - 1))
+            seq[i] = (seq[i][0], data.draw(sizes))
+        try:
+            want = place_all(c, seq)
+        except FragmentationError:
+            with pytest.raises(FragmentationError):
+                memo.place_all(c, seq)
+            continue
+        if prev == tuple(seq):
+            expect_hits += 1
+        got = memo.place_all(c, list(seq))
+        assert got == want and list(got) == list(want)
+        got.clear()  # the caller may change its copy
+        prev = tuple(seq)
+    assert memo.hits == expect_hits
+
+
+def test_last_placement_is_per_cluster() -> None:
+    memo = LastPlacement()
+    small, big = cluster(nodes_per_switch=2), cluster(nodes_per_switch=4)
+    seq = [("a", 8), ("b", 4)]
+    assert memo.place_all(small, seq) == place_all(small, seq)
+    assert memo.place_all(big, seq) == place_all(big, seq)
+    assert memo.place_all(big, seq) == place_all(big, seq)
+    assert memo.hits == 1

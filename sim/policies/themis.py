@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.model.decision import Decision
+from sim.model.placement import LastPlacement
 from sim.model.snapshot import JobView, Snapshot
 from sim.policies.base import ArtifactTraits, Policy
 from sim.policies.common import place
@@ -406,6 +407,7 @@ class Themis(Policy):
         self.t_ev: float | None = None
         self.t0: float | None = None
         self.last_x: dict[str, float] = {}  # shares of the last round (for inspection)
+        self._memo = LastPlacement()  # the buddy placement of the previous round
 
     def decide(self, snap: Snapshot) -> Decision:
         now = snap.now_s
@@ -508,7 +510,8 @@ class Themis(Policy):
 
     def _place(self, snap: Snapshot, jobs: dict[str, JobView],
                pick: list[str]) -> dict[str, tuple[int, ...]]:
-        return place(snap, {jid: jobs[jid].spec.num_gpu for jid in pick}, artifact=self.artifact)
+        return place(snap, {jid: jobs[jid].spec.num_gpu for jid in pick}, artifact=self.artifact,
+                     memo=self._memo)
 
     def _ends(self, snap: Snapshot, jobs: dict[str, JobView], pick: list[str],
               lease: float) -> tuple[dict[str, float], dict[str, float]]:
