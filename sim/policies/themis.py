@@ -408,16 +408,18 @@ class Themis(Policy):
         self.t0: float | None = None
         self.last_x: dict[str, float] = {}  # shares of the last round (for inspection)
         self._memo = LastPlacement()  # the buddy placement of the previous round
+        self._rates: dict[str, float] = {}  # table rate at the requested size, per job
 
     def decide(self, snap: Snapshot) -> Decision:
         now = snap.now_s
         lease = snap.slot_s if snap.slot_s > 0 else self.params.lease_s
         if self.t0 is None:
             self.t0 = now
-        jobs = {j.job_id: j for j in snap.jobs}
+        jobs = snap.index()
         self.order = [jid for jid in self.order if jid in jobs]
         for jid in [jid for jid in self.cum if jid not in jobs]:
             del self.cum[jid], self.prev_iter[jid], self.prev_xhat[jid]
+            self._rates.pop(jid, None)
         for j in snap.arrivals:
             self.order.append(j.job_id)
         if snap.arrivals or snap.finished or self.t_ev is None:
@@ -430,7 +432,7 @@ class Themis(Policy):
         nd = self.params.share_decimals
         if self.artifact:
             # [ARTIFACT] exact shares (priority x * 1e9, then x), stable
-            self.order.sort(key=lambda jid: x[jid], reverse=True)
+            self.order.sort(key=x.__getitem__, reverse=True)
         else:
             self.order.sort(key=lambda jid: (-round(x[jid], nd), jobs[jid].spec.submit_s,
                                              jobs[jid].spec.idx))
@@ -456,34 +458,36 @@ class Themis(Policy):
         """Update the isolated-time bookkeeping and solve the program for this round."""
         G = snap.cluster.num_gpus
         n = len(self.order)
+        artifact = self.artifact
+        # xhat_i = min(1, q / num_gpu_i): the same q (and the same float ops) for every job
+        q = math.ceil(G / n) if artifact else G / n
+        t_ref = self.t_ev if artifact else snap.now_s
+        cum, prev_iter, prev_xhat = self.cum, self.prev_iter, self.prev_xhat
         ids, a, b, d, g = [], [], [], [], []
         out: dict[str, float] = {}
         for jid in self.order:
             j = jobs[jid]
             s = j.spec
             tput = self._tput(snap, j)
-            if self.artifact:
-                xhat = min(1.0, math.ceil(G / n) / s.num_gpu)
-                iso_rate = 1.0  # [ARTIFACT] isolated "time" = iterations / share
-            else:
-                xhat = min(1.0, G / n / s.num_gpu)
-                iso_rate = tput
+            xhat = min(1.0, q / s.num_gpu)
+            # [ARTIFACT] isolated "time" = iterations / share
+            iso_rate = 1.0 if artifact else tput
             left = max(j.iter_left, 0.0)
-            if jid not in self.cum:
-                self.cum[jid] = 0.0
-                self.prev_iter[jid] = float(s.iterations)
-                self.prev_xhat[jid] = xhat
-            self.cum[jid] += (self.prev_iter[jid] - left) / (iso_rate * self.prev_xhat[jid])
-            self.prev_iter[jid] = left
-            self.prev_xhat[jid] = xhat
+            if jid not in cum:
+                cum[jid] = 0.0
+                prev_iter[jid] = float(s.iterations)
+                prev_xhat[jid] = xhat
+            c = cum[jid] + (prev_iter[jid] - left) / (iso_rate * prev_xhat[jid])
+            cum[jid] = c
+            prev_iter[jid] = left
+            prev_xhat[jid] = xhat
             if left <= 0:
                 out[jid] = 1.0  # done; it completes at the next instant anyway
                 continue
-            t_ref = self.t_ev if self.artifact else snap.now_s
             ids.append(jid)
             a.append(t_ref - s.submit_s)
             b.append(left / tput)
-            d.append(self.cum[jid] + left / (iso_rate * xhat))
+            d.append(c + left / (iso_rate * xhat))
             g.append(s.num_gpu)
         if len(ids) > SMALL_N:
             x, _ = solve_ftf(a, b, d, g, G, center=self._center())
@@ -499,13 +503,22 @@ class Themis(Policy):
             raise ValueError(f"themis: optimum must be auto, center or smallest, not {opt!r}")
         return opt == "center" or (opt == "auto" and self.artifact)
 
-    @staticmethod
-    def _tput(snap: Snapshot, j: JobView) -> float:
-        s = j.spec
-        rate = snap.table.rate(s.model, s.batch_size, s.num_gpu)
+    def _rate(self, snap: Snapshot, j: JobView) -> float:
+        """The table's rate at the job's requested size (0 if the table has none);
+        constant per job, so looked up once."""
+        jid = j.spec.job_id
+        rate = self._rates.get(jid)
+        if rate is None:
+            s = j.spec
+            rate = self._rates[jid] = snap.table.rate(s.model, s.batch_size, s.num_gpu)
+        return rate
+
+    def _tput(self, snap: Snapshot, j: JobView) -> float:
+        rate = self._rate(snap, j)
         if rate > 0:
             return rate
         # no table rate at the requested size: the job's nominal rate from the trace
+        s = j.spec
         return s.iterations / s.duration_s if s.duration_s > 0 else 1.0
 
     def _place(self, snap: Snapshot, jobs: dict[str, JobView],
@@ -525,8 +538,7 @@ class Themis(Policy):
                 end_s[jid] = now + max(j.iter_left, 0.0) / tput
                 continue
             end = now + (j.spec.duration_s - j.executed_s)
-            if j.iter_left - lease * snap.table.rate(j.spec.model, j.spec.batch_size,
-                                                     j.spec.num_gpu) <= 0:
+            if j.iter_left - lease * self._rate(snap, j) <= 0:
                 end = now + lease
             if end <= now + lease:
                 end_s[jid] = end
