@@ -128,45 +128,58 @@ def central_shares(m: np.ndarray, g: np.ndarray, capacity: float, *,
     if slack_inf <= 0 or bool(np.all(fixed)):
         return np.where(fixed, 1.0, m)
     mm = np.where(fixed, 0.0, m)
+    # loop invariants, hoisted (same values, fewer numpy calls per iteration)
+    mm1 = 1.0 + mm
+    Amm = A + mm
+    gg = g * g
+    maximum, minimum, where, sqrt, dot = np.maximum, np.minimum, np.where, np.sqrt, np.dot
+
+    last: list = [None, None]  # xs is a function of lam: the last (lam, x)
 
     def xs(lam: float) -> np.ndarray:
+        if lam == last[0]:
+            return last[1]
         k = g * lam
-        B = k * (1.0 + mm) + A + 1.0
-        C = A + mm + k * mm
+        B = k * mm1 + A + 1.0
+        C = Amm + k * mm
         # the root in (m, 1) of k x^2 - B x + C, in the form stable as k -> 0
-        x = 2.0 * C / (B + np.sqrt(B * B - 4.0 * k * C))
-        return np.where(fixed, 1.0, np.clip(x, mm, 1.0))
+        x = 2.0 * C / (B + sqrt(B * B - 4.0 * k * C))
+        x = where(fixed, 1.0, minimum(maximum(x, mm), 1.0))  # np.clip(x, mm, 1)
+        last[0], last[1] = lam, x
+        return x
 
     # f(lam) = lam * (capacity - sum g x(lam)) - 1 is < 0 wherever the slack is <= 0
     # (small lam) and increasing where it is positive; the slack tends to
     # slack_inf > 0 as lam grows, so the root is unique: bracket it by doubling
     def f_of(lam: float) -> float:
-        return lam * (capacity - float(np.dot(g, xs(lam)))) - 1.0
+        return lam * (capacity - float(dot(g, xs(lam)))) - 1.0
 
     lo, hi = 0.0, 2.0 / slack_inf
     while f_of(hi) <= 0:
         lo, hi = hi, 2.0 * hi
     lam = hi
-    for _ in range(200):
-        x = xs(lam)
-        slack = capacity - float(np.dot(g, x))
-        f = lam * slack - 1.0
-        if f > 0:
-            hi = lam
-        else:
-            lo = lam
-        if f == 0 or hi - lo <= 1e-15 * hi:
-            break
-        with np.errstate(divide="ignore"):
-            curv = np.where(fixed, np.inf, A / (x - mm) ** 2 + 1.0 / (1.0 - x) ** 2)
-        fp = slack + lam * float(np.sum(g * g / curv))
-        nxt = lam - f / fp if fp > 0 else lo - 1.0
-        if not lo < nxt < hi:
-            nxt = 0.5 * (lo + hi)
-        elif abs(nxt - lam) <= 1e-15 * lam:
+    with np.errstate(divide="ignore"):
+        for _ in range(200):
+            x = xs(lam)
+            slack = capacity - float(dot(g, x))
+            f = lam * slack - 1.0
+            if f > 0:
+                hi = lam
+            else:
+                lo = lam
+            if f == 0 or hi - lo <= 1e-15 * hi:
+                break
+            d1 = x - mm
+            d2 = 1.0 - x
+            curv = where(fixed, np.inf, A / (d1 * d1) + 1.0 / (d2 * d2))
+            fp = slack + lam * float(np.add.reduce(gg / curv))
+            nxt = lam - f / fp if fp > 0 else lo - 1.0
+            if not lo < nxt < hi:
+                nxt = 0.5 * (lo + hi)
+            elif abs(nxt - lam) <= 1e-15 * lam:
+                lam = nxt
+                break
             lam = nxt
-            break
-        lam = nxt
     return xs(lam)
 
 
@@ -264,8 +277,12 @@ def _central_small(m: list[float], g: list[float], capacity: float,
     # (g_i, m_i, 1 + m_i) of the free jobs, with their positions
     free = [(i, g[i], m[i], 1.0 + m[i]) for i in range(len(m)) if not fixed[i]]
     x = [1.0] * len(m)
+    at = [math.nan]  # the lam x currently holds (xs is a function of lam)
 
     def xs(lam: float) -> list[float]:
+        if lam == at[0]:
+            return x
+        at[0] = lam
         for i, gi, mi, mi1 in free:
             k = gi * lam
             B = k * mi1 + A + 1.0
