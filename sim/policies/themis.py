@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.model.decision import Decision
+from sim.model.job import JobSpec
 from sim.model.placement import LastPlacement
 from sim.model.snapshot import JobView, Snapshot
 from sim.policies.base import ArtifactTraits, Policy
@@ -418,14 +419,13 @@ class Themis(Policy):
     def __init__(self, params: ThemisParams | None = None, *, artifact: bool = False) -> None:
         super().__init__(params, artifact=artifact)
         self.order: list[str] = []  # runnable jobs, sorted in place every round
-        self.cum: dict[str, float] = {}  # cumulative isolated time
-        self.prev_iter: dict[str, float] = {}
-        self.prev_xhat: dict[str, float] = {}
+        # per runnable job: [cumulative isolated time, iterations left and xhat at the
+        # previous round, its table rate at the requested size (0: none), its tput]
+        self.acct: dict[str, list[float]] = {}
         self.t_ev: float | None = None
         self.t0: float | None = None
         self.last_x: dict[str, float] = {}  # shares of the last round (for inspection)
         self._memo = LastPlacement()  # the buddy placement of the previous round
-        self._rates: dict[str, float] = {}  # table rate at the requested size, per job
 
     def decide(self, snap: Snapshot) -> Decision:
         now = snap.now_s
@@ -434,9 +434,9 @@ class Themis(Policy):
             self.t0 = now
         jobs = snap.index()
         self.order = [jid for jid in self.order if jid in jobs]
-        for jid in [jid for jid in self.cum if jid not in jobs]:
-            del self.cum[jid], self.prev_iter[jid], self.prev_xhat[jid]
-            self._rates.pop(jid, None)
+        acct = self.acct
+        for jid in [jid for jid in acct if jid not in jobs]:
+            del acct[jid]
         for j in snap.arrivals:
             self.order.append(j.job_id)
         if snap.arrivals or snap.finished or self.t_ev is None:
@@ -479,25 +479,25 @@ class Themis(Policy):
         # xhat_i = min(1, q / num_gpu_i): the same q (and the same float ops) for every job
         q = math.ceil(G / n) if artifact else G / n
         t_ref = self.t_ev if artifact else snap.now_s
-        cum, prev_iter, prev_xhat = self.cum, self.prev_iter, self.prev_xhat
+        acct = self.acct
         ids, a, b, d, g = [], [], [], [], []
         out: dict[str, float] = {}
         for jid in self.order:
             j = jobs[jid]
             s = j.spec
-            tput = self._tput(snap, j)
-            xhat = min(1.0, q / s.num_gpu)
+            ng = s.num_gpu
+            xhat = min(1.0, q / ng)
+            left = max(j.iter_left, 0.0)
+            st = acct.get(jid)
+            if st is None:
+                rate = snap.table.rate(s.model, s.batch_size, ng)
+                st = acct[jid] = [0.0, float(s.iterations), xhat, rate, self._tput(s, rate)]
+            tput = st[4]
             # [ARTIFACT] isolated "time" = iterations / share
             iso_rate = 1.0 if artifact else tput
-            left = max(j.iter_left, 0.0)
-            if jid not in cum:
-                cum[jid] = 0.0
-                prev_iter[jid] = float(s.iterations)
-                prev_xhat[jid] = xhat
-            c = cum[jid] + (prev_iter[jid] - left) / (iso_rate * prev_xhat[jid])
-            cum[jid] = c
-            prev_iter[jid] = left
-            prev_xhat[jid] = xhat
+            c = st[0] = st[0] + (st[1] - left) / (iso_rate * st[2])
+            st[1] = left
+            st[2] = xhat
             if left <= 0:
                 out[jid] = 1.0  # done; it completes at the next instant anyway
                 continue
@@ -505,7 +505,7 @@ class Themis(Policy):
             a.append(t_ref - s.submit_s)
             b.append(left / tput)
             d.append(c + left / (iso_rate * xhat))
-            g.append(s.num_gpu)
+            g.append(ng)
         if len(ids) > SMALL_N:
             x, _ = solve_ftf(a, b, d, g, G, center=self._center())
             out.update(zip(ids, (float(v) for v in x)))
@@ -520,22 +520,12 @@ class Themis(Policy):
             raise ValueError(f"themis: optimum must be auto, center or smallest, not {opt!r}")
         return opt == "center" or (opt == "auto" and self.artifact)
 
-    def _rate(self, snap: Snapshot, j: JobView) -> float:
-        """The table's rate at the job's requested size (0 if the table has none);
-        constant per job, so looked up once."""
-        jid = j.spec.job_id
-        rate = self._rates.get(jid)
-        if rate is None:
-            s = j.spec
-            rate = self._rates[jid] = snap.table.rate(s.model, s.batch_size, s.num_gpu)
-        return rate
-
-    def _tput(self, snap: Snapshot, j: JobView) -> float:
-        rate = self._rate(snap, j)
+    @staticmethod
+    def _tput(s: JobSpec, rate: float) -> float:
+        """Throughput at the requested size: the table's ``rate`` if it has one."""
         if rate > 0:
             return rate
         # no table rate at the requested size: the job's nominal rate from the trace
-        s = j.spec
         return s.iterations / s.duration_s if s.duration_s > 0 else 1.0
 
     def _place(self, snap: Snapshot, jobs: dict[str, JobView],
@@ -548,14 +538,15 @@ class Themis(Policy):
         now = snap.now_s
         end_s: dict[str, float] = {}
         event_s: dict[str, float] = {}
+        acct = self.acct
         for jid in pick:
             j = jobs[jid]
-            tput = self._tput(snap, j)
+            st = acct[jid]
             if not self.artifact:
-                end_s[jid] = now + max(j.iter_left, 0.0) / tput
+                end_s[jid] = now + max(j.iter_left, 0.0) / st[4]
                 continue
             end = now + (j.spec.duration_s - j.executed_s)
-            if j.iter_left - lease * self._rate(snap, j) <= 0:
+            if j.iter_left - lease * st[3] <= 0:
                 end = now + lease
             if end <= now + lease:
                 end_s[jid] = end
