@@ -310,12 +310,12 @@ def test_small_n_loops_give_numpys_bits(seed, monkeypatch):
 
 
 def test_reusing_last_rounds_placement_changes_nothing(monkeypatch):
-    """The artifact re-places every picked job each round; when the sequence is the
-    previous round's, the policy reuses that placement. Same jobs, events and timeline
+    """The artifact re-places every picked job each round; when the sequence of sizes
+    was placed in a recent round, the policy reuses that placement. Same jobs, events and timeline
     as placing every round from scratch."""
     from sim.model import placement
 
-    real = placement.LastPlacement.place_all
+    real = placement.PlacementMemo.place_all
     hits = {True: 0, False: 0}
 
     def counted(forget: bool):
@@ -323,13 +323,13 @@ def test_reusing_last_rounds_placement_changes_nothing(monkeypatch):
             out = real(self, cluster, sizes_in_order)
             hits[forget] = max(hits[forget], self.hits)
             if forget:
-                self._seq = ()  # next round places from scratch again
+                self._ids.clear()  # next round places from scratch again
             return out
         return place_all
 
-    monkeypatch.setattr(placement.LastPlacement, "place_all", counted(False))
+    monkeypatch.setattr(placement.PlacementMemo, "place_all", counted(False))
     res = run("themis", fig10_jobs(), N16G8)
-    monkeypatch.setattr(placement.LastPlacement, "place_all", counted(True))
+    monkeypatch.setattr(placement.PlacementMemo, "place_all", counted(True))
     scratch = run("themis", fig10_jobs(), N16G8)
     assert hits[False] > 100 and hits[True] == 0
     assert res.jobs.equals(scratch.jobs)

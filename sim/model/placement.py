@@ -284,35 +284,49 @@ def place_all(
 
 
 
-class LastPlacement:
-    """:func:`place_all` that remembers its previous call.
+class PlacementMemo:
+    """:func:`place_all` that remembers the placements of recent size sequences.
 
     Placing from an empty cluster is a deterministic function of the cluster and the
-    sequence of ``(job_key, g)`` pairs (see the module docstring), so when a policy
-    places exactly the same sequence as at its previous instant (most instants of a
-    round-based policy), the previous result is returned without placing again. One
-    instance per policy object (per run). A failed placement raises as
-    :func:`place_all` does and is not remembered.
+    sequence of sizes ``g``: no step of :meth:`BuddyPlacer.place` looks at a job's key
+    (it only labels the GPUs taken), so the ``i``-th job of two sequences with the same
+    sizes gets the same GPU ids. A policy that re-places every job each instant in
+    size order (``gdesc_placement_order``) repeats a size sequence whenever the
+    multiset of picked sizes repeats, whatever the jobs; the memo then hands the
+    remembered ids to this call's keys without placing again. One instance per policy
+    object (per run); it keeps the last ``size`` sequences. Errors are raised exactly
+    as :func:`place_all` raises them and are not remembered.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
         self._cluster: ClusterSpec | None = None
-        self._seq: tuple[tuple[JobKey, int], ...] = ()
-        self._result: dict[JobKey, tuple[int, ...]] = {}
+        self._ids: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
         self.hits = 0  # calls answered from memory (for tests and profiling)
 
     def place_all(
         self, cluster: ClusterSpec, sizes_in_order: Iterable[tuple[JobKey, int]]
     ) -> dict[JobKey, tuple[int, ...]]:
         """Same as :func:`place_all` (a fresh dict every call)."""
-        seq = tuple(sizes_in_order)
-        if seq == self._seq and cluster == self._cluster:
+        seq = list(sizes_in_order)
+        keys = [k for k, _ in seq]
+        sizes = tuple(g for _, g in seq)
+        if cluster != self._cluster:
+            self._cluster, self._ids = cluster, {}
+        ids = self._ids.get(sizes)
+        if ids is not None and len(set(keys)) == len(keys):
             self.hits += 1
-            return dict(self._result)
-        result = place_all(cluster, seq)
-        self._cluster, self._seq, self._result = cluster, seq, result
-        return dict(result)
-
+            return dict(zip(keys, ids))
+        try:
+            ids = list(place_all(cluster, enumerate(sizes)).values())
+        except PlacementError:
+            ids = None
+        if ids is None or len(set(keys)) != len(keys):
+            return place_all(cluster, seq)  # raises with the caller's keys
+        if len(self._ids) >= self.size:
+            del self._ids[next(iter(self._ids))]  # the oldest
+        self._ids[sizes] = ids
+        return dict(zip(keys, ids))
 
 def ef_placement_order(
     items: Sequence[tuple[JobKey, int]], gpus_per_node: int, *, sort_big: bool = True

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from sim.model.cluster import ClusterSpec
 from sim.model.placement import (
     FragmentationError,
-    LastPlacement,
+    PlacementMemo,
     gdesc_placement_order,
     place_all,
 )
@@ -24,14 +24,14 @@ from sim.model.snapshot import Snapshot
 
 
 def place(snap: Snapshot, want: dict[str, int], *, artifact: bool,
-          memo: LastPlacement | None = None) -> dict[str, tuple[int, ...]]:
+          memo: PlacementMemo | None = None) -> dict[str, tuple[int, ...]]:
     """Concrete GPUs for ``want`` (job id -> GPU count; zero counts are dropped).
 
     Under the artifact preset every job is released and re-placed with the buddy scheme
     in GPU-count-descending order (POLICIES.md 9.1); should that fragment, or in clean
     mode, :func:`sticky_place` keeps jobs where they are. ``memo`` (the caller's, one
-    per run) skips the buddy placement when the order is the same as at the previous
-    call; the result is the same.
+    per run) skips the buddy placement when the same sequence of sizes was placed
+    recently; the result is the same.
     """
     want = {jid: g for jid, g in want.items() if g > 0}
     if artifact:

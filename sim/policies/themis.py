@@ -19,7 +19,7 @@ import numpy as np
 
 from sim.model.decision import Decision
 from sim.model.job import JobSpec
-from sim.model.placement import LastPlacement
+from sim.model.placement import PlacementMemo
 from sim.model.snapshot import JobView, Snapshot
 from sim.policies.base import ArtifactTraits, Policy
 from sim.policies.common import place
@@ -425,7 +425,7 @@ class Themis(Policy):
         self.t_ev: float | None = None
         self.t0: float | None = None
         self.last_x: dict[str, float] = {}  # shares of the last round (for inspection)
-        self._memo = LastPlacement()  # the buddy placement of the previous round
+        self._memo = PlacementMemo()  # buddy placements of recent rounds
 
     def decide(self, snap: Snapshot) -> Decision:
         now = snap.now_s
