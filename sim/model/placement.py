@@ -110,7 +110,7 @@ class BuddyPlacer:
     def __init__(self, cluster: ClusterSpec) -> None:
         self.cluster = cluster
         self._gpn = cluster.gpus_per_node
-        self._node_gpus = [tuple(cluster.gpus_of_node(n)) for n in range(cluster.num_nodes)]
+        self._node_gpus = _node_gpus(cluster)
         self.reset()
 
     # -- public API ------------------------------------------------------------
@@ -144,14 +144,14 @@ class BuddyPlacer:
                 f"the elastic scheme needs one of {list(CLASS_KEYS)}"
             )
         saved: list[tuple[int, NodeSet]] = []  # sets tried and put back, to undo on failure
-        ns = self._try_class(g, g, saved)
+        classes = self._classes
+        ns = self._try_class(g, g, saved) if classes[g] else None
         if ns is None:
-            for k in reversed(CLASS_KEYS):
-                if k <= g:
-                    break
-                ns = self._try_class(k, g, saved)
-                if ns is not None:
-                    break
+            for k in _LARGER[g]:
+                if classes[k]:
+                    ns = self._try_class(k, g, saved)
+                    if ns is not None:
+                        break
         if ns is None:
             need = math.ceil(g / self._gpn)
             if need > len(self._free_nodes):
@@ -260,6 +260,25 @@ class BuddyPlacer:
 
 
 _util = operator.attrgetter("util")
+#: per size, the larger class keys in the order step (2) tries them (largest first)
+_LARGER: dict[int, tuple[int, ...]] = {
+    g: tuple(k for k in reversed(CLASS_KEYS) if k > g) for g in CLASS_KEYS}
+
+
+_NODE_GPUS: dict[int, tuple[ClusterSpec, tuple[tuple[int, ...], ...]]] = {}
+
+
+def _node_gpus(cluster: ClusterSpec) -> tuple[tuple[int, ...], ...]:
+    """Global GPU ids per node; a placer is built at every instant, so they are kept
+    per cluster object (which the entry holds, so its id is not reused)."""
+    hit = _NODE_GPUS.get(id(cluster))
+    if hit is not None and hit[0] is cluster:
+        return hit[1]
+    ids = tuple(tuple(cluster.gpus_of_node(n)) for n in range(cluster.num_nodes))
+    if len(_NODE_GPUS) >= 16:
+        _NODE_GPUS.clear()
+    _NODE_GPUS[id(cluster)] = (cluster, ids)
+    return ids
 
 
 def _index_of(lst: list[NodeSet], ns: NodeSet) -> int:
@@ -311,7 +330,7 @@ class PlacementMemo:
         seq = list(sizes_in_order)
         keys = [k for k, _ in seq]
         sizes = tuple(g for _, g in seq)
-        if cluster != self._cluster:
+        if cluster is not self._cluster and cluster != self._cluster:
             self._cluster, self._ids = cluster, {}
         ids = self._ids.get(sizes)
         if ids is not None and len(set(keys)) == len(keys):
