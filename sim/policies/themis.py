@@ -486,8 +486,12 @@ class Themis(Policy):
             j = jobs[jid]
             s = j.spec
             ng = s.num_gpu
-            xhat = min(1.0, q / ng)
-            left = max(j.iter_left, 0.0)
+            xhat = q / ng
+            if not xhat < 1.0:  # min(1.0, q / ng)
+                xhat = 1.0
+            left = j.iter_left
+            if left < 0.0:  # max(iter_left, 0.0)
+                left = 0.0
             st = acct.get(jid)
             if st is None:
                 rate = snap.table.rate(s.model, s.batch_size, ng)
@@ -508,7 +512,7 @@ class Themis(Policy):
             g.append(ng)
         if len(ids) > SMALL_N:
             x, _ = solve_ftf(a, b, d, g, G, center=self._center())
-            out.update(zip(ids, (float(v) for v in x)))
+            out.update(zip(ids, x.tolist()))
         elif ids:
             out.update(zip(ids, _solve_ftf_small(a, b, d, g, G, rel_tol=1e-13,
                                                  center=self._center())[0]))
@@ -539,16 +543,17 @@ class Themis(Policy):
         end_s: dict[str, float] = {}
         event_s: dict[str, float] = {}
         acct = self.acct
+        if not self.artifact:
+            for jid in pick:
+                end_s[jid] = now + max(jobs[jid].iter_left, 0.0) / acct[jid][4]
+            return end_s, event_s
+        horizon = now + lease
         for jid in pick:
             j = jobs[jid]
-            st = acct[jid]
-            if not self.artifact:
-                end_s[jid] = now + max(j.iter_left, 0.0) / st[4]
-                continue
             end = now + (j.spec.duration_s - j.executed_s)
-            if j.iter_left - lease * st[3] <= 0:
-                end = now + lease
-            if end <= now + lease:
+            if j.iter_left - lease * acct[jid][3] <= 0:
+                end = horizon
+            if end <= horizon:
                 end_s[jid] = end
-                event_s[jid] = now + lease
+                event_s[jid] = horizon
         return end_s, event_s
