@@ -353,7 +353,8 @@ class Themis(Policy):
     Solver: no conic solver. ``rho_i`` decreases in ``x_i``, so for a target ``r``
     each job's smallest sufficient share has a closed form and the optimum is the
     smallest ``r`` whose shares fit the capacity; :func:`solve_ftf` finds it by
-    bisection (exact to ~1e-13 relative, about a millisecond for a hundred jobs).
+    bisection (exact to ~1e-13 relative, about a millisecond for a hundred jobs;
+    up to ``SMALL_N`` jobs it runs as plain float loops that give numpy's bits).
     Where the optimum is not unique (capacity slack at ``r*``, the bottleneck job
     at ``x = 1``) the shares of the other jobs are free between their smallest
     optimal value and 1, and the order, hence the pick, depends on which optimal
@@ -395,7 +396,8 @@ class Themis(Policy):
       out this round (then ``end = t + S``), completes if ``end <= t + S``; the
       completion is processed at the next round and logs ``end``.
     * Placement: release all and re-place in ``num_gpu``-descending order with the
-      buddy (``elastic``) scheme. Overhead is zero.
+      buddy (``elastic``) scheme (a size sequence placed in a recent round is reused
+      from :class:`~sim.model.placement.PlacementMemo`: same ids). Overhead is zero.
 
     Validation: the toy trace and all 100 Figure 10 rows of the artifact's log
     (ratio 0.99, mean JCT 51,242.9 s) match; Figure 8(a) gives 0.3128 against the
