@@ -12,6 +12,7 @@ from sim.model.placement import (
     BuddyPlacer,
     FragmentationError,
     PlacementError,
+    PlacementMemo,
     UnsupportedSizeError,
     ef_placement_order,
     file_key,
@@ -277,3 +278,82 @@ def test_a_failed_place_changes_nothing(ops: list[tuple[bool, int]]) -> None:
         except FragmentationError:
             failures += 1
             assert (p.class_lists(), p.free_nodes(), p.placements(), p.free_gpus()) == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), size=st.sampled_from([1, 3, 64]))
+def test_placement_memo_equals_placing_from_scratch(data, size: int) -> None:
+    """The memo gives exactly what place_all gives, whether the sequence repeats, changes
+    by one job, swaps two jobs (of equal or different sizes), renames a job or fails; a
+    sequence of sizes placed within the last ``size`` successful new placements is
+    answered from memory; the dict it returns is the caller's own."""
+    c = cluster(num_switch=1, nodes_per_switch=4, gpn=8)
+    memo = PlacementMemo(size=size)
+    sizes = st.sampled_from([1, 2, 4, 8, 12, 16])
+    seq: list[tuple[str, int]] = []
+    remembered: list[tuple[int, ...]] = []  # size sequences the memo should hold
+    expect_hits = 0
+    for step in range(data.draw(st.integers(1, 14))):
+        op = data.draw(st.sampled_from(["same", "add", "drop", "swap", "resize", "rename"]))
+        if op == "add" or not seq:
+            seq.insert(data.draw(st.integers(0, len(seq))), (f"j{step}", data.draw(sizes)))
+        elif op == "drop":
+            seq.pop(data.draw(st.integers(0, len(seq) - 1)))
+        elif op == "swap" and len(seq) > 1:
+            i = data.draw(st.integers(0, len(seq) - 2))
+            seq[i], seq[i + 1] = seq[i + 1], seq[i]
+        elif op == "resize":
+            i = data.draw(st.integers(0, len(seq) - 1))
+            seq[i] = (seq[i][0], data.draw(sizes))
+        elif op == "rename":
+            i = data.draw(st.integers(0, len(seq) - 1))
+            seq[i] = (f"r{step}", seq[i][1])
+        try:
+            want = place_all(c, seq)
+        except FragmentationError:
+            with pytest.raises(FragmentationError):
+                memo.place_all(c, seq)
+            continue
+        key = tuple(g for _, g in seq)
+        if key in remembered:
+            expect_hits += 1
+        else:
+            remembered = ([*remembered, key])[-size:]
+        got = memo.place_all(c, list(seq))
+        assert got == want and list(got) == list(want)
+        got.clear()  # the caller may change its copy
+    assert memo.hits == expect_hits
+
+
+def test_placement_memo_hands_the_ids_to_other_jobs_of_the_same_sizes() -> None:
+    c = cluster(nodes_per_switch=4)
+    memo = PlacementMemo()
+    first = [("a", 8), ("b", 4), ("c", 4), ("d", 1)]
+    second = [("x", 8), ("c", 4), ("b", 4), ("y", 1)]
+    assert memo.place_all(c, first) == place_all(c, first)
+    assert memo.place_all(c, second) == place_all(c, second)
+    assert memo.hits == 1
+    assert place_all(c, second)["c"] == place_all(c, first)["b"]
+
+
+def test_placement_memo_raises_like_place_all() -> None:
+    c = cluster(nodes_per_switch=2)
+    memo = PlacementMemo()
+    assert memo.place_all(c, [("a", 8), ("b", 4)]) == place_all(c, [("a", 8), ("b", 4)])
+    with pytest.raises(PlacementError, match="'a' is already placed"):
+        memo.place_all(c, [("a", 8), ("a", 4)])  # a repeated key, same sizes as before
+    with pytest.raises(UnsupportedSizeError, match="job 'b'"):
+        memo.place_all(c, [("a", 8), ("b", 3)])
+    with pytest.raises(FragmentationError, match="job 'c'"):
+        memo.place_all(c, [("a", 8), ("b", 8), ("c", 1)])
+    assert memo.hits == 0
+
+
+def test_placement_memo_is_per_cluster() -> None:
+    memo = PlacementMemo()
+    small, big = cluster(nodes_per_switch=2), cluster(nodes_per_switch=4)
+    seq = [("a", 8), ("b", 4)]
+    assert memo.place_all(small, seq) == place_all(small, seq)
+    assert memo.place_all(big, seq) == place_all(big, seq)
+    assert memo.place_all(big, seq) == place_all(big, seq)
+    assert memo.hits == 1

@@ -269,3 +269,68 @@ def test_artifact_uses_the_time_of_the_last_event():
     assert pol.t_ev == 0  # no arrival or completion at 240
     pol.decide(snap(480, [running, new(spec(1, 1, submit=400))]))
     assert pol.t_ev == 480
+
+
+# ------------------------------------------------- small-n float loops
+def artifact_like_instance(rng: np.random.Generator, n: int):
+    """Shapes the preset produces: ``a`` up to days, ``d`` in iterations per share
+    (large), a few jobs far behind (the bottleneck) and many sizes."""
+    a = rng.uniform(0, 3e5, n)
+    b = rng.uniform(1, 1e5, n) * rng.choice([1e-6, 1.0, 1.0, 1.0], n)
+    d = rng.uniform(1e2, 1e7, n)
+    d[rng.integers(0, n)] = rng.uniform(0.5, 50)
+    g = rng.choice([1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 32.0], n)
+    G = float(rng.choice([8, 64, 256, 512, 1024]))
+    return a, b, d, g, G
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_small_n_loops_give_numpys_bits(seed, monkeypatch):
+    """Up to SMALL_N jobs the solver runs as float loops; they must give exactly the bits
+    of the numpy code (which SMALL_N = 0 forces), or the artifact's share order could move."""
+    from sim.policies import themis
+
+    rng = np.random.default_rng(900 + seed)
+    cases = []
+    for n in range(1, themis.SMALL_N + 1):
+        cases.append(artifact_like_instance(rng, n))
+        cases.append(random_instance(rng) if n < 9 else slack_instance(rng))
+    got = [(solve_ftf(*c), solve_ftf(*c, center=True)) for c in cases]
+    ms = [(np.minimum(1.0, rng.uniform(0, 1.2, n)), rng.choice([1.0, 4.0, 8.0, 12.0], n))
+          for n in range(1, themis.SMALL_N + 1)]
+    ms = [(m, g, float(g.sum()) * rng.uniform(0.3, 1.2)) for m, g in ms]
+    cen = [central_shares(*c) for c in ms]
+    monkeypatch.setattr(themis, "SMALL_N", 0)
+    for c, ((x, r), (xc, rc)) in zip(cases, got):
+        x0, r0 = solve_ftf(*c)
+        xc0, rc0 = solve_ftf(*c, center=True)
+        assert (x.tobytes(), r, xc.tobytes(), rc) == (x0.tobytes(), r0, xc0.tobytes(), rc0)
+    for c, x in zip(ms, cen):
+        assert x.tobytes() == central_shares(*c).tobytes()
+
+
+def test_reusing_last_rounds_placement_changes_nothing(monkeypatch):
+    """The artifact re-places every picked job each round; when the sequence of sizes
+    was placed in a recent round, the policy reuses that placement. Same jobs, events and timeline
+    as placing every round from scratch."""
+    from sim.model import placement
+
+    real = placement.PlacementMemo.place_all
+    hits = {True: 0, False: 0}
+
+    def counted(forget: bool):
+        def place_all(self, cluster, sizes_in_order):
+            out = real(self, cluster, sizes_in_order)
+            hits[forget] = max(hits[forget], self.hits)
+            if forget:
+                self._ids.clear()  # next round places from scratch again
+            return out
+        return place_all
+
+    monkeypatch.setattr(placement.PlacementMemo, "place_all", counted(False))
+    res = run("themis", fig10_jobs(), N16G8)
+    monkeypatch.setattr(placement.PlacementMemo, "place_all", counted(True))
+    scratch = run("themis", fig10_jobs(), N16G8)
+    assert hits[False] > 100 and hits[True] == 0
+    assert res.jobs.equals(scratch.jobs)
+    assert res.events.equals(scratch.events) and res.timeline.equals(scratch.timeline)

@@ -110,7 +110,7 @@ class BuddyPlacer:
     def __init__(self, cluster: ClusterSpec) -> None:
         self.cluster = cluster
         self._gpn = cluster.gpus_per_node
-        self._node_gpus = [tuple(cluster.gpus_of_node(n)) for n in range(cluster.num_nodes)]
+        self._node_gpus = _node_gpus(cluster)
         self.reset()
 
     # -- public API ------------------------------------------------------------
@@ -144,14 +144,14 @@ class BuddyPlacer:
                 f"the elastic scheme needs one of {list(CLASS_KEYS)}"
             )
         saved: list[tuple[int, NodeSet]] = []  # sets tried and put back, to undo on failure
-        ns = self._try_class(g, g, saved)
+        classes = self._classes
+        ns = self._try_class(g, g, saved) if classes[g] else None
         if ns is None:
-            for k in reversed(CLASS_KEYS):
-                if k <= g:
-                    break
-                ns = self._try_class(k, g, saved)
-                if ns is not None:
-                    break
+            for k in _LARGER[g]:
+                if classes[k]:
+                    ns = self._try_class(k, g, saved)
+                    if ns is not None:
+                        break
         if ns is None:
             need = math.ceil(g / self._gpn)
             if need > len(self._free_nodes):
@@ -260,6 +260,25 @@ class BuddyPlacer:
 
 
 _util = operator.attrgetter("util")
+#: per size, the larger class keys in the order step (2) tries them (largest first)
+_LARGER: dict[int, tuple[int, ...]] = {
+    g: tuple(k for k in reversed(CLASS_KEYS) if k > g) for g in CLASS_KEYS}
+
+
+_NODE_GPUS: dict[int, tuple[ClusterSpec, tuple[tuple[int, ...], ...]]] = {}
+
+
+def _node_gpus(cluster: ClusterSpec) -> tuple[tuple[int, ...], ...]:
+    """Global GPU ids per node; a placer is built at every instant, so they are kept
+    per cluster object (which the entry holds, so its id is not reused)."""
+    hit = _NODE_GPUS.get(id(cluster))
+    if hit is not None and hit[0] is cluster:
+        return hit[1]
+    ids = tuple(tuple(cluster.gpus_of_node(n)) for n in range(cluster.num_nodes))
+    if len(_NODE_GPUS) >= 16:
+        _NODE_GPUS.clear()
+    _NODE_GPUS[id(cluster)] = (cluster, ids)
+    return ids
 
 
 def _index_of(lst: list[NodeSet], ns: NodeSet) -> int:
@@ -282,6 +301,51 @@ def place_all(
         placer.place(key, g)
     return placer.placements()
 
+
+
+class PlacementMemo:
+    """:func:`place_all` that remembers the placements of recent size sequences.
+
+    Placing from an empty cluster is a deterministic function of the cluster and the
+    sequence of sizes ``g``: no step of :meth:`BuddyPlacer.place` looks at a job's key
+    (it only labels the GPUs taken), so the ``i``-th job of two sequences with the same
+    sizes gets the same GPU ids. A policy that re-places every job each instant in
+    size order (``gdesc_placement_order``) repeats a size sequence whenever the
+    multiset of picked sizes repeats, whatever the jobs; the memo then hands the
+    remembered ids to this call's keys without placing again. One instance per policy
+    object (per run); it keeps the last ``size`` sequences. Errors are raised exactly
+    as :func:`place_all` raises them and are not remembered.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._cluster: ClusterSpec | None = None
+        self._ids: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+        self.hits = 0  # calls answered from memory (for tests and profiling)
+
+    def place_all(
+        self, cluster: ClusterSpec, sizes_in_order: Iterable[tuple[JobKey, int]]
+    ) -> dict[JobKey, tuple[int, ...]]:
+        """Same as :func:`place_all` (a fresh dict every call)."""
+        seq = list(sizes_in_order)
+        keys = [k for k, _ in seq]
+        sizes = tuple(g for _, g in seq)
+        if cluster is not self._cluster and cluster != self._cluster:
+            self._cluster, self._ids = cluster, {}
+        ids = self._ids.get(sizes)
+        if ids is not None and len(set(keys)) == len(keys):
+            self.hits += 1
+            return dict(zip(keys, ids))
+        try:
+            ids = list(place_all(cluster, enumerate(sizes)).values())
+        except PlacementError:
+            ids = None
+        if ids is None or len(set(keys)) != len(keys):
+            return place_all(cluster, seq)  # raises with the caller's keys
+        if len(self._ids) >= self.size:
+            del self._ids[next(iter(self._ids))]  # the oldest
+        self._ids[sizes] = ids
+        return dict(zip(keys, ids))
 
 def ef_placement_order(
     items: Sequence[tuple[JobKey, int]], gpus_per_node: int, *, sort_big: bool = True

@@ -14,21 +14,31 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from sim.model.cluster import ClusterSpec
-from sim.model.placement import FragmentationError, gdesc_placement_order, place_all
+from sim.model.placement import (
+    FragmentationError,
+    PlacementMemo,
+    gdesc_placement_order,
+    place_all,
+)
 from sim.model.snapshot import Snapshot
 
 
-def place(snap: Snapshot, want: dict[str, int], *, artifact: bool) -> dict[str, tuple[int, ...]]:
+def place(snap: Snapshot, want: dict[str, int], *, artifact: bool,
+          memo: PlacementMemo | None = None) -> dict[str, tuple[int, ...]]:
     """Concrete GPUs for ``want`` (job id -> GPU count; zero counts are dropped).
 
     Under the artifact preset every job is released and re-placed with the buddy scheme
     in GPU-count-descending order (POLICIES.md 9.1); should that fragment, or in clean
-    mode, :func:`sticky_place` keeps jobs where they are.
+    mode, :func:`sticky_place` keeps jobs where they are. ``memo`` (the caller's, one
+    per run) skips the buddy placement when the same sequence of sizes was placed
+    recently; the result is the same.
     """
     want = {jid: g for jid, g in want.items() if g > 0}
     if artifact:
         try:
-            placed = place_all(snap.cluster, gdesc_placement_order(list(want.items())))
+            order = gdesc_placement_order(list(want.items()))
+            placed = (memo.place_all(snap.cluster, order) if memo is not None
+                      else place_all(snap.cluster, order))
             return {jid: tuple(sorted(gpus)) for jid, gpus in placed.items()}
         except FragmentationError:
             pass  # list-order placement can fragment (POLICIES.md 9.1 step 4)
