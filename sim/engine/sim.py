@@ -318,7 +318,10 @@ class SimExecutor:
         if self.wakes:
             self.wakes = {w for w in self.wakes if w > now}
         views = self.views
-        for jid in self._dirty:
+        # in trace order: a job's first view fixes its place in the snapshot (set order
+        # would make it depend on string hashing, i.e. differ between processes)
+        runs = self.runs
+        for jid in sorted(self._dirty, key=lambda j: runs[j].spec.idx):
             r = self.active.get(jid)
             if r is not None:
                 views[jid] = r.view()
