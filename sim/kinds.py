@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from sim.errors import InputError
-from sim.scenario import _line_map, read_yaml, set_dotted
+from sim.scenario import read_scenario
 from sim.store import GPU_KIND, canonical_json, key_version
 
 Progress = Callable[[float, int, int], None]
@@ -59,12 +59,8 @@ class Kind:
 
     def load(self, path: Path, overrides: Sequence[str] = ()) -> Any:
         """Read and validate a scenario file of this kind (``--set`` overrides applied)."""
-        data, text = read_yaml(path, "scenario")
-        data = _mapping(data, path)
-        for o in overrides:
-            set_dotted(data, o)
-        return self.from_dict(data, source=str(path), lines=_line_map(text),
-                              base_dir=path.parent)
+        data, lines = read_scenario(path, overrides)
+        return self.from_dict(data, source=str(path), lines=lines, base_dir=path.parent)
 
     def from_dict(self, data: dict[str, Any], *, source: str = "",
                   lines: dict[tuple[str, ...], int] | None = None,
@@ -262,11 +258,6 @@ class Pools(Kind):
     def matches(self, data: Mapping[str, Any]) -> bool:
         return "pools" in data
 
-    def load(self, path: Path, overrides: Sequence[str] = ()) -> Any:
-        from sim.poolrun import load_pool_scenario
-
-        return load_pool_scenario(path, list(overrides))  # its line map reaches into lists
-
     def from_dict(self, data: dict[str, Any], *, source: str = "",
                   lines: dict[tuple[str, ...], int] | None = None,
                   base_dir: Path | None = None) -> Any:
@@ -432,12 +423,9 @@ def kind_of(data: Any, source: str | Path | None = None) -> Kind:
 def load(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Kind, Any]:
     """(kind, validated scenario) of a scenario file, ``--set`` overrides applied."""
     path = Path(path)
-    data, _ = read_yaml(path, "scenario")
-    data = _mapping(data, path)
-    for o in overrides:
-        set_dotted(data, o)
+    data, lines = read_scenario(path, overrides)  # read once: detect, then validate
     kind = kind_of(data, path)
-    return kind, kind.load(path, overrides)
+    return kind, kind.from_dict(data, source=str(path), lines=lines, base_dir=path.parent)
 
 
 # ------------------------------------------------------------------ helpers

@@ -55,7 +55,7 @@ from sim.control import Controller
 from sim.errors import InputError
 from sim.model.pools import JOIN_EVENTS, JoinRule, PoolSpec, PoolWorkload
 from sim.model.tasks import ManagerSpec
-from sim.scenario import read_yaml, set_dotted
+from sim.scenario import read_scenario
 from sim.traces.ackley import AckleySpec, generate_ackley
 from sim.traces.taskvine import write_log
 
@@ -111,12 +111,8 @@ class PoolScenario:
 
 def load_pool_scenario(path: str | Path, overrides: list[str] | None = None) -> PoolScenario:
     path = Path(path)
-    data, text = read_yaml(path, "scenario")
-    if not isinstance(data, dict):
-        raise InputError("a scenario must be a mapping of keys", file=path, line=1)
-    for o in overrides or []:
-        set_dotted(data, o)
-    return pool_scenario_from_dict(data, source=str(path), lines=_lines(text))
+    data, lines = read_scenario(path, overrides or ())
+    return pool_scenario_from_dict(data, source=str(path), lines=lines)
 
 
 def pool_scenario_from_dict(data: dict[str, Any], *, source: str = "",
@@ -236,29 +232,6 @@ def pool_scenario_from_dict(data: dict[str, Any], *, source: str = "",
                         epsilon=eps, manager=data.get("manager", {}),
                         horizon_s=None if horizon is None else float(horizon), real=real,
                         source=source)
-
-
-def _lines(text: str) -> dict[tuple[str, ...], int]:
-    """Key path -> 1-based line, through mappings and sequences (items keyed '0', '1'...)."""
-    out: dict[tuple[str, ...], int] = {}
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return out
-
-    def walk(node: Any, prefix: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                out[(*prefix, str(k.value))] = k.start_mark.line + 1
-                walk(v, (*prefix, str(k.value)))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                out[(*prefix, str(i))] = v.start_mark.line + 1
-                walk(v, (*prefix, str(i)))
-
-    if root is not None:
-        walk(root, ())
-    return out
 
 
 # --------------------------------------------------------------------------- running

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,8 @@ class Scenario:
 
 
 def _line_map(text: str) -> dict[tuple[str, ...], int]:
-    """Key path -> 1-based line of that key in a YAML mapping document."""
+    """Key path -> 1-based line in a YAML document, through mappings and sequences
+    (sequence items are keyed ``'0'``, ``'1'``, ...)."""
     out: dict[tuple[str, ...], int] = {}
     try:
         root = yaml.compose(text)
@@ -107,6 +109,11 @@ def _line_map(text: str) -> dict[tuple[str, ...], int]:
             for k, v in node.value:
                 key = (*prefix, str(k.value))
                 out[key] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                key = (*prefix, str(i))
+                out[key] = v.start_mark.line + 1
                 walk(v, key)
 
     if root is not None:
@@ -148,18 +155,26 @@ def read_yaml(path: Path, what: str) -> tuple[object, str]:
                          line=(mark.line + 1) if mark else None) from None
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Read and validate a scenario file, applying ``--set`` overrides."""
-    path = Path(path)
+def read_scenario(path: Path, overrides: Sequence[str] = ()
+                  ) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """A scenario file of any kind as ``(mapping, line map)``, ``--set`` overrides applied:
+    what every kind's ``*_from_dict`` validates. A missing file, bad YAML or a document
+    that is not a mapping is an InputError naming the file."""
     data, text = read_yaml(path, "scenario")
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise InputError("a scenario must be a mapping of keys", file=path, line=1)
-    for o in overrides or []:
+    for o in overrides:
         set_dotted(data, o)
-    return scenario_from_dict(data, source=str(path), lines=_line_map(text),
-                              base_dir=str(path.parent))
+    return data, _line_map(text)
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read and validate a scenario file, applying ``--set`` overrides."""
+    path = Path(path)
+    data, lines = read_scenario(path, overrides or ())
+    return scenario_from_dict(data, source=str(path), lines=lines, base_dir=str(path.parent))
 
 
 def scenario_from_dict(

@@ -41,7 +41,7 @@ from sim import registry
 from sim.control import Controller
 from sim.errors import InputError
 from sim.model.tasks import LibrarySpec, ManagerSpec, TaskWorkload
-from sim.scenario import _line_map, read_yaml, set_dotted
+from sim.scenario import read_scenario
 from sim.traces.taskvine import read_log, workload_from_log, write_log
 
 KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -83,13 +83,8 @@ class TaskScenario:
 
 def load_task_scenario(path: str | Path, overrides: list[str] | None = None) -> TaskScenario:
     path = Path(path)
-    data, text = read_yaml(path, "scenario")
-    if not isinstance(data, dict):
-        raise InputError("a scenario must be a mapping of keys", file=path, line=1)
-    for o in overrides or []:
-        set_dotted(data, o)
-    return task_scenario_from_dict(data, source=str(path), lines=_line_map(text),
-                                   base_dir=path.parent)
+    data, lines = read_scenario(path, overrides or ())
+    return task_scenario_from_dict(data, source=str(path), lines=lines, base_dir=path.parent)
 
 
 def task_scenario_from_dict(data: dict[str, Any], *, source: str = "",

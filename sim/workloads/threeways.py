@@ -52,7 +52,7 @@ from sim.ems import EMSStore, FlushCost, ResultBuffer, consume, unroll
 from sim.errors import InputError
 from sim.model.job import TaskSpec
 from sim.model.tasks import LibrarySpec, ManagerSpec, TaskWorkload, WorkerSpec
-from sim.scenario import _line_map, read_yaml, set_dotted
+from sim.scenario import read_scenario
 from sim.workloads import Where, build
 
 LIBRARY = "python"
@@ -181,12 +181,8 @@ class ThreeWaysScenario:
 def load(path: str | Path, overrides: list[str] | None = None) -> ThreeWaysScenario:
     """Read and validate a ``threeways`` scenario file (``--set`` overrides applied)."""
     path = Path(path)
-    data, text = read_yaml(path, "scenario")
-    if not isinstance(data, dict):
-        raise InputError("a scenario must be a mapping of keys", file=path, line=1)
-    for o in overrides or []:
-        set_dotted(data, o)
-    return from_dict(data, source=str(path), lines=_line_map(text))
+    data, lines = read_scenario(path, overrides or ())
+    return from_dict(data, source=str(path), lines=lines)
 
 
 def from_dict(data: dict[str, Any], *, source: str = "",
