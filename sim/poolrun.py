@@ -39,9 +39,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +48,7 @@ from typing import Any
 import yaml
 
 from sim import registry
+from sim.atomic import atomic_dir
 from sim.control import Controller
 from sim.errors import InputError
 from sim.model.pools import JOIN_EVENTS, JoinRule, PoolSpec, PoolWorkload
@@ -304,9 +302,7 @@ def summarise(scn: PoolScenario, wl: PoolWorkload, comps: list, events: list) ->
 def write_pool_run(res: PoolRunResult, out_dir: str | Path) -> Path:
     """Write the run folder atomically: all files appear together, or none do."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "scenario.yaml").write_text(scenario_yaml(res.scenario))
         write_log(res.records, tmp / "transactions")
         with (tmp / "completions.csv").open("w") as fh:
@@ -317,12 +313,6 @@ def write_pool_run(res: PoolRunResult, out_dir: str | Path) -> Path:
             fh.write("time_s,kind,detail\n")
             fh.writelines(f"{t:.6f},{k},{d}\n" for t, k, d in res.events)
         (tmp / "summary.json").write_text(json.dumps(res.summary, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

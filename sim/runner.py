@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +20,7 @@ import pandas as pd
 import yaml
 
 from sim import registry
+from sim.atomic import atomic_dir
 from sim.control import Controller
 from sim.engine.overhead import ArtifactOverhead, ChangeOverhead, OverheadModel
 from sim.engine.sim import EngineConfig, SimExecutor
@@ -190,19 +188,11 @@ def run_prepared(
 def write_run(result: RunResult, out_dir: str | Path) -> Path:
     """Write the run's folder atomically: all files appear together, or none do."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "scenario.yaml").write_text(
             yaml.safe_dump(result.scenario.resolved(), sort_keys=False))
         result.jobs.to_csv(tmp / "jobs.csv", index=False)
         result.events.to_csv(tmp / "events.csv", index=False)
         result.timeline.to_csv(tmp / "timeline.csv", index=False)
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -26,9 +26,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ from typing import Any
 import yaml
 
 from sim import registry
+from sim.atomic import atomic_dir
 from sim.control import Controller
 from sim.errors import InputError
 from sim.model.tasks import LibrarySpec, ManagerSpec, TaskWorkload
@@ -204,9 +202,7 @@ def quantile_time(times: list[float], q: float, total: int) -> float | None:
 def write_task_run(res: TaskRunResult, out_dir: str | Path) -> Path:
     """Write the run folder atomically: all files appear together, or none do."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "scenario.yaml").write_text(yaml.safe_dump(res.scenario.resolved(),
                                                           sort_keys=False))
         write_log(res.records, tmp / "transactions", origin_unix_s=res.workload.origin_unix_s)
@@ -215,10 +211,4 @@ def write_task_run(res: TaskRunResult, out_dir: str | Path) -> Path:
             for i, t in enumerate(res.completions, start=1):
                 fh.write(f"{i},{t:.6f}\n")
         (tmp / "summary.json").write_text(json.dumps(res.summary, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -33,10 +33,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from sim.atomic import atomic_dir
 from sim.errors import InputError
 from sim.model.job import TaskSpec
 from sim.model.tasks import ManagerSpec, TaskWorkload, WorkerSpec
@@ -478,9 +476,7 @@ def write(res: DragonResult, out_dir: str | Path) -> Path:
     from sim.traces.taskvine import write_log
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "scenario.yaml").write_text(yaml.safe_dump(res.scenario.resolved(),
                                                           sort_keys=False))
         write_log(res.records, tmp / "transactions")
@@ -495,11 +491,5 @@ def write(res: DragonResult, out_dir: str | Path) -> Path:
             for (a, b), kinds in res.compiled.edges.items():
                 fh.write(f"{a},{b},{'+'.join(sorted(kinds))}\n")
         (tmp / "summary.json").write_text(json.dumps(res.summary, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 

@@ -37,10 +37,7 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from sim.atomic import atomic_dir
 from sim.ems import EMSStore, FlushCost, ResultBuffer, consume, unroll
 from sim.errors import InputError
 from sim.model.job import TaskSpec
@@ -344,9 +342,7 @@ def write(res: ThreeWaysResult, out_dir: str | Path) -> Path:
     from sim.traces.taskvine import write_log
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "scenario.yaml").write_text(yaml.safe_dump(res.scenario.resolved(),
                                                           sort_keys=False))
         write_log(res.records, tmp / "transactions")
@@ -358,11 +354,5 @@ def write(res: ThreeWaysResult, out_dir: str | Path) -> Path:
             fh.write("start_s,end_s,rows\n")
             fh.writelines(f"{a:.6f},{b:.6f},{n}\n" for a, b, n in res.flushes)
         (tmp / "summary.json").write_text(json.dumps(res.summary, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
