@@ -45,11 +45,6 @@ class Workers:
             kw["resources"] = {"GPU": gpus}
         return kw
 
-    def task_kwargs(self, node: int, cores: float) -> dict[str, Any]:
-        kw = dict(self.cpu_pins[node])
-        kw["resources"] = {f"cpu{node}": cores} if self.by_resource else {"CPU": cores}
-        return kw
-
     def launch(self, name: str, nthreads: int, resources: dict[str, float]) -> None:
         """Start one more worker process, ``name``, with these resources (returns at once;
         the worker joins the scheduler when its process has started, like a batch job).
