@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -263,3 +264,18 @@ def test_limit_and_fallback_reach_the_event_log(monkeypatch) -> None:
     assert calls and all(kw["time_limit_s"] == 5 and kw["seed"] == 0 for kw in calls)
     assert any("hit its 5 s limit; using the best incumbent" in n for n in notes)
     assert any("greedy fallback (no incumbent" in n for n in notes)
+
+
+def test_event_log_does_not_depend_on_solve_wall_time(monkeypatch) -> None:
+    """The same input gives the same event log however long the solver took (CI once
+    saw a note's '0.002 s' become '0.003 s' between two otherwise identical runs)."""
+    def logs(step: float):
+        clock = itertools.count(0.0, step)
+        monkeypatch.setattr(mip.time, "perf_counter", lambda: next(clock))
+        res = run("chronus", TOY_JOBS, N1G8, slot_s=240, artifact=False,
+                  params={"shortcut": False})
+        return res.events
+
+    fast, slow = logs(0.001), logs(0.777)
+    assert any("MIP" in d for d in fast.detail.astype(str))  # the solver was called
+    pd.testing.assert_frame_equal(fast, slow)
