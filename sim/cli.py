@@ -170,10 +170,42 @@ def _inline_dict(args: argparse.Namespace, policy: str | None) -> dict:
     return d
 
 
-def _progress_bar(enabled: bool, label: str, unit: str = "job"):
-    """(update callback for the engine, close) of a bar of ``unit``s done, or no-ops."""
+def _progress(args: argparse.Namespace) -> bool | str:
+    """How to show progress: a redrawn bar on a terminal, plain lines in a log, or not."""
+    if getattr(args, "quiet", False):
+        return False
+    return "bar" if sys.stderr.isatty() else "lines"
+
+
+#: Seconds between two progress lines of a single run when stderr is not a terminal.
+LINE_EVERY_S = 30.0
+
+
+def _progress_bar(enabled: bool | str, label: str, unit: str = "job"):
+    """(update callback for the engine, close) of a bar of ``unit``s done, or no-ops.
+
+    ``enabled`` is ``True``/``"bar"`` (a tqdm bar), ``"lines"`` (a plain line at most
+    every :data:`LINE_EVERY_S` seconds, for logs) or ``False``."""
     if not enabled:
         return None, lambda: None
+
+    def what(now_s: float) -> str:
+        return (f"simulated time {now_s / 3600:.1f} h" if unit == "job"
+                else f"sim time {now_s:.0f} s")
+
+    if enabled == "lines":
+        import time
+
+        last = [time.monotonic()]
+
+        def line(now_s: float, done: int, total: int) -> None:
+            t = time.monotonic()
+            if t - last[0] >= LINE_EVERY_S:
+                last[0] = t
+                print(f"{label}: {done}/{total} {unit}s done, {what(now_s)}",
+                      file=sys.stderr, flush=True)
+
+        return line, lambda: None
     from tqdm import tqdm
 
     bar = tqdm(total=0, desc=label, unit=unit, leave=False, file=sys.stderr,
@@ -183,8 +215,7 @@ def _progress_bar(enabled: bool, label: str, unit: str = "job"):
         """Called by the engine after every scheduling instant."""
         bar.total = total
         bar.n = done
-        bar.set_postfix_str(f"simulated time {now_s / 3600:.1f} h" if unit == "job"
-                            else f"sim time {now_s:.0f} s", refresh=False)
+        bar.set_postfix_str(what(now_s), refresh=False)
         bar.update(0)
 
     return update, bar.close
@@ -217,7 +248,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.scheduler and not args.real:
         raise InputError("--scheduler needs --real", field="--scheduler")
     out = Path(args.out or kind.default_out(scn) + ("-real" if args.real else ""))
-    upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), kind.label(scn),
+    upd, close = _progress_bar(_progress(args), kind.label(scn),
                                kind.item)
     try:
         if args.real:
@@ -240,7 +271,7 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
 
     scn = load_scenario(args.scenario, args.set)
     out = Path(args.out or f"results/fidelity-{scn.name}-{scn.policy}")
-    upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), f"{scn.policy} (real)")
+    upd, close = _progress_bar(_progress(args), f"{scn.policy} (real)")
     try:
         rep = run_fidelity(scn, out, scheduler=args.scheduler, progress=upd)
     finally:
@@ -289,7 +320,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                f"{prepared[0].cluster.name}")
     results = []
     for p in prepared:
-        upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), p.scenario.policy)
+        upd, close = _progress_bar(_progress(args), p.scenario.policy)
         try:
             res = run_prepared(p, progress=upd)
         finally:
@@ -329,7 +360,7 @@ def _sweep(grid, store, args: argparse.Namespace, client=None) -> bool:
         print(f"clustersim: run failed ({where}): {error}", file=sys.stderr)
 
     rep = run_sweep(grid.runs, store, workers=args.workers, scheduler=args.scheduler,
-                    progress=not args.quiet and sys.stderr.isatty(), label=grid.name,
+                    progress=_progress(args), label=grid.name,
                     on_failure=failed, client=client)
     print(f"{grid.name}: {rep.total} runs: {rep.skipped} already done, {len(rep.done)} done "
           f"now, {len(rep.failed)} failed")
@@ -431,7 +462,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     scn = task_scenario_from_dict({"name": f"validate-{log.name.split('.')[0]}", "workload": wl,
                                    "policy": args.policy, "params": params, "seed": args.seed},
                                   source="<command line>")
-    upd, close = _progress_bar(not args.quiet and sys.stderr.isatty(), scn.policy, "task")
+    upd, close = _progress_bar(_progress(args), scn.policy, "task")
     try:
         res = run_task_scenario(scn, progress=upd)
     finally:

@@ -490,7 +490,7 @@ def run_sweep(
     *,
     workers: int | None = None,
     scheduler: str | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     label: str = "sweep",
     on_failure: Callable[[RunSpec, str], None] | None = None,
     client: Any = None,
@@ -501,8 +501,9 @@ def run_sweep(
         workers: Dask worker processes (default: one per core). With 1 (or one run to do)
             and no ``scheduler``, runs execute serially in this process.
         scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
-        progress: show a tqdm bar on stderr: runs done, failed and remaining, elapsed
-            time and ETA.
+        progress: ``True`` (or ``"bar"``): a tqdm bar on stderr with runs done, failed
+            and remaining, elapsed time and ETA; ``"lines"``: the same as one plain line
+            per finished run (for logs: stderr not a terminal); ``False``: nothing.
         on_failure: called with each failed run and its error's first line.
         client: a Dask client to use (see :func:`dask_client`; several sweeps can share
             one), instead of ``workers`` and ``scheduler``.
@@ -524,8 +525,10 @@ def run_sweep(
         return f"done {len(report.done)}, failed {len(report.failed)}, remaining {left}{skipped}"
 
     # redrawn at every finished run (mininterval=0): runs are seconds to hours apart
-    bar = tqdm(total=len(todo), desc=label, unit="run", file=sys.stderr, disable=not progress,
-               leave=False, mininterval=0, postfix=status())
+    lines = progress == "lines"
+    bar = tqdm(total=len(todo), desc=label, unit="run", file=sys.stderr,
+               disable=not progress or lines, leave=False, mininterval=0, postfix=status())
+    t0 = time.monotonic()
 
     def record(spec: RunSpec, rec: RunRecord) -> None:
         store.put(rec)
@@ -538,6 +541,14 @@ def run_sweep(
                 on_failure(spec, first)
         bar.set_postfix_str(status(), refresh=False)
         bar.update(1)
+        if lines:
+            n_end = len(report.done) + len(report.failed)
+            el = time.monotonic() - t0
+            eta = el / n_end * (len(todo) - n_end)
+            where = ", ".join(f"{k}={v}" for k, v in spec.coords.items()) or spec.name
+            print(f"{label}: {n_end}/{len(todo)} ({status()}); {rec.status} {where} in "
+                  f"{rec.wall_s:.1f} s; elapsed {_hms(el)}, ETA {_hms(eta)}",
+                  file=sys.stderr, flush=True)
 
     n = min(workers if workers is not None else cores(), len(todo))
     try:
@@ -552,6 +563,11 @@ def run_sweep(
     finally:
         bar.close()
     return report
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 #: Seconds to wait for ``--scheduler`` to answer before giving up.

@@ -293,6 +293,36 @@ def test_sweep_progress_bar_counts_and_eta(tmp_path, monkeypatch, capsys):
     assert all("<" in f.split("[", 1)[1] for f in frames)
 
 
+def test_sweep_progress_lines_for_logs(tmp_path, capsys):
+    """Not on a terminal: one plain line per finished run, with counts and an ETA."""
+    store = Store(tmp_path / "s.sqlite")
+    run_sweep(load_grid(write_grid(tmp_path)).runs, store, workers=1, progress="lines",
+              label="toy")
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 5
+    assert lines[0].startswith("toy: 1/5 (done 1, failed 0, remaining 4); done policy=")
+    assert lines[-1].startswith("toy: 5/5 (done 5, failed 0, remaining 0); done policy=")
+    assert all("elapsed 0:" in ln and "ETA 0:" in ln for ln in lines)
+    assert lines[-1].endswith("ETA 0:00:00")
+
+
+def test_run_progress_lines_for_logs(monkeypatch, capsys):
+    import sim.cli
+    from sim.cli import _progress_bar
+
+    monkeypatch.setattr(sim.cli, "LINE_EVERY_S", 0.0)
+    update, close = _progress_bar("lines", "edf")
+    update(9000.0, 2, 3)
+    close()
+    assert capsys.readouterr().err == "edf: 2/3 jobs done, simulated time 2.5 h\n"
+    monkeypatch.setattr(sim.cli, "LINE_EVERY_S", 3600.0)
+    update, close = _progress_bar("lines", "edf")
+    update(9000.0, 2, 3)  # throttled: nothing within the hour
+    assert capsys.readouterr().err == ""
+
+
 def test_run_progress_reports_simulated_time(tmp_path, capsys):
     from sim.cli import _progress_bar
     from sim.runner import run_scenario
