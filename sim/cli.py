@@ -356,8 +356,7 @@ def _sweep(grid, store, args: argparse.Namespace, client=None) -> bool:
     from sim.sweep import run_sweep
 
     def failed(spec, error: str) -> None:
-        where = ", ".join(f"{k}={v}" for k, v in spec.coords.items()) or spec.name
-        print(f"clustersim: run failed ({where}): {error}", file=sys.stderr)
+        print(f"clustersim: run failed ({spec.where}): {error}", file=sys.stderr)
 
     rep = run_sweep(grid.runs, store, workers=args.workers, scheduler=args.scheduler,
                     progress=_progress(args), label=grid.name,

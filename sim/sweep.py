@@ -92,6 +92,11 @@ class RunSpec:
     coords: dict[str, Any]
     kind: str = GPU_KIND
 
+    @property
+    def where(self) -> str:
+        """``key=value, ...`` of its ``vary`` values (its name if it has none)."""
+        return ", ".join(f"{k}={v}" for k, v in self.coords.items()) or self.name
+
 
 @dataclass
 class Grid:
@@ -545,8 +550,7 @@ def run_sweep(
             n_end = len(report.done) + len(report.failed)
             el = time.monotonic() - t0
             eta = el / n_end * (len(todo) - n_end)
-            where = ", ".join(f"{k}={v}" for k, v in spec.coords.items()) or spec.name
-            print(f"{label}: {n_end}/{len(todo)} ({status()}); {rec.status} {where} in "
+            print(f"{label}: {n_end}/{len(todo)} ({status()}); {rec.status} {spec.where} in "
                   f"{rec.wall_s:.1f} s; elapsed {_hms(el)}, ETA {_hms(eta)}",
                   file=sys.stderr, flush=True)
 
