@@ -172,17 +172,22 @@ def run_prepared(
     events = pd.DataFrame(ex.rec.events, columns=EVENT_COLUMNS)
     timeline = pd.DataFrame(ex.rec.timeline, columns=TIMELINE_COLUMNS)
     summary = summarise(jobs, timeline, p.cluster.num_gpus)
-    summary.update({
+    summary.update(run_fields(p, ex.instant, wall))
+    return RunResult(p.scenario, jobs, events, timeline, summary)
+
+
+def run_fields(p: Prepared, instants: int, wall_s: float) -> dict[str, Any]:
+    """What a GPU-job run's summary says about the run itself (simulated or real)."""
+    return {
         "policy": p.scenario.policy,
         "preset": p.scenario.preset,
         "cluster": p.cluster.name,
         "num_gpus": p.cluster.num_gpus,
         "gpu_type": p.table.gpu_type,
         "slot_s": p.scenario.slot_s,
-        "instants": ex.instant,
-        "wall_s": wall,
-    })
-    return RunResult(p.scenario, jobs, events, timeline, summary)
+        "instants": instants,
+        "wall_s": wall_s,
+    }
 
 
 def write_run(result: RunResult, out_dir: str | Path) -> Path:

@@ -23,7 +23,15 @@ from sim.errors import InputError
 from sim.metrics.summary import job_table, summarise
 from sim.real.cluster import Workers, connect
 from sim.real.executor import RealConfig, RealExecutor
-from sim.runner import EVENT_COLUMNS, TIMELINE_COLUMNS, Prepared, RunResult, prepare, write_run
+from sim.runner import (
+    EVENT_COLUMNS,
+    TIMELINE_COLUMNS,
+    Prepared,
+    RunResult,
+    prepare,
+    run_fields,
+    write_run,
+)
 from sim.scenario import REAL_KEYS, Scenario
 
 
@@ -90,15 +98,8 @@ def run_real(p: Prepared, workers: Workers, ckpt_dir: Path, *,
     summary: dict[str, Any] = summarise(jobs, timeline, p.cluster.num_gpus)
     ov = events[events.event == "overhead"].detail.str.extract(
         r"kind=(\w+) overhead_s=([\d.]+)")
+    summary.update(run_fields(p, ex.instant, wall))
     summary.update({
-        "policy": p.scenario.policy,
-        "preset": p.scenario.preset,
-        "cluster": p.cluster.name,
-        "num_gpus": p.cluster.num_gpus,
-        "gpu_type": p.table.gpu_type,
-        "slot_s": p.scenario.slot_s,
-        "instants": ex.instant,
-        "wall_s": wall,
         "mode": "real",
         "compression": cfg.compression,
         "workers": p.cluster.num_nodes,
