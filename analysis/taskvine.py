@@ -102,18 +102,25 @@ def task_phases(log: TxnLog) -> pd.DataFrame:
                                        "start_s", "end_s"])
 
 
-def draw_tasks(log: TxnLog, out: Path, stem: str, title: str = "") -> list[Path]:
-    df = task_phases(log)
+def _bars(df: pd.DataFrame, by: str, colours: dict[str, str], ylabel: str, title: str):
+    """One horizontal bar per row of ``df`` (``row``, ``start_s``, ``end_s``), coloured by
+    its ``by`` column in the order of ``colours``; (figure, axes)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for phase, colour in PHASES.items():
-        d = df[df.phase == phase]
+    for value, colour in colours.items():
+        d = df[df[by] == value]
         if len(d):
             ax.barh(d["row"], d["end_s"] - d["start_s"], left=d["start_s"], height=1.0,
-                    color=colour, label=phase, linewidth=0)
+                    color=colour, label=value, linewidth=0)
     ax.set_xlabel("time from manager start (s)")
-    ax.set_ylabel("task attempts (by dispatch time)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
+    return fig, ax
+
+
+def draw_tasks(log: TxnLog, out: Path, stem: str, title: str = "") -> list[Path]:
+    df = task_phases(log)
+    fig, ax = _bars(df, "phase", PHASES, "task attempts (by dispatch time)", title)
     fig.tight_layout()
     return save(fig, out, stem, df)
 
@@ -152,17 +159,8 @@ def draw_workers(log: TxnLog, out: Path, stem: str, title: str = "") -> list[Pat
     df = worker_rows(log)
     colours = {"lifetime": "#dddddd", "cache": "#8c564b", "transfer": "#1f77b4",
                "executing": "#2ca02c"}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for kind, colour in colours.items():
-        d = df[df.kind == kind]
-        if len(d):
-            ax.barh(d["row"], d["end_s"] - d["start_s"], left=d["start_s"], height=1.0,
-                    color=colour, label=kind, linewidth=0)
-    ax.set_xlabel("time from manager start (s)")
-    ax.set_ylabel("workers (by connection)")
+    fig, ax = _bars(df, "kind", colours, "workers (by connection)", title)
     ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return save(fig, out, stem, df)
 
