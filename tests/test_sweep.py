@@ -85,7 +85,10 @@ def test_resume_skips_done_runs(tmp_path, counted):
     assert counted == [] and rep.skipped == 5
 
 
-def test_failing_run_is_recorded_and_others_proceed(tmp_path, monkeypatch, counted):
+@pytest.fixture
+def gandiva_crashes(monkeypatch):
+    """Every gandiva run raises ValueError("simulated crash in gandiva") until the
+    returned function is called."""
     import sim.runner
 
     real = sim.runner.run_prepared
@@ -96,6 +99,10 @@ def test_failing_run_is_recorded_and_others_proceed(tmp_path, monkeypatch, count
         return real(p, **kw)
 
     monkeypatch.setattr(sim.runner, "run_prepared", flaky)
+    return lambda: monkeypatch.setattr(sim.runner, "run_prepared", real)
+
+
+def test_failing_run_is_recorded_and_others_proceed(tmp_path, gandiva_crashes, counted):
     g = load_grid(write_grid(tmp_path))
     path = tmp_path / "s.sqlite"
     rep = run_sweep(g.runs, Store(path), workers=1)
@@ -107,7 +114,7 @@ def test_failing_run_is_recorded_and_others_proceed(tmp_path, monkeypatch, count
     assert "ValueError: simulated crash in gandiva" in err and "Traceback" in err
     assert table(path, "SELECT COUNT(*) FROM jobs")[0][0] == 4 * 3
     # the failed run is retried next time, and only it
-    monkeypatch.setattr(sim.runner, "run_prepared", real)
+    gandiva_crashes()  # heal
     counted.clear()
     rep = run_sweep(g.runs, Store(path), workers=1)
     assert counted == ["gandiva"] and rep.skipped == 4 and len(rep.done) == 1
@@ -268,17 +275,7 @@ def test_nothing_to_run_needs_no_scheduler(tmp_path, capsys, monkeypatch):
     assert "2 runs: 2 already done, 0 done now" in capsys.readouterr().out
 
 
-def test_sweep_progress_bar_counts_and_eta(tmp_path, monkeypatch, capsys):
-    import sim.runner
-
-    real = sim.runner.run_prepared
-
-    def flaky(p, **kw):
-        if p.scenario.policy == "gandiva":
-            raise ValueError("simulated crash")
-        return real(p, **kw)
-
-    monkeypatch.setattr(sim.runner, "run_prepared", flaky)
+def test_sweep_progress_bar_counts_and_eta(tmp_path, gandiva_crashes, capsys):
     store = Store(tmp_path / "s.sqlite")
     run_sweep(load_grid(write_grid(tmp_path, POLICIES[:1])).runs, store, workers=1)
     run_sweep(load_grid(write_grid(tmp_path)).runs, store, workers=1, progress=True,
