@@ -352,14 +352,25 @@ def plan(
     return PlanResult(alloc, end, real_end, feasible, F_after)
 
 
-def plan_all(jobs_in_order: Sequence[PlanJob], now: float, G: int, S: float) -> PlanAllResult:
+def plan_all(jobs_in_order: Sequence[PlanJob], now: float, G: int, S: float, *,
+             compiled: bool = True) -> PlanAllResult:
     """``PLAN_ALL(jobs, now)`` of POLICIES.md 2.4.
 
     Starts from ``F = {now: G}``, stably sorts the jobs by deadline (ties keep the caller's
     order; the caller chooses that order per 2.9, e.g. the artifact's inherited list order or
     the clean ``(ddl, submit_time, job_idx)``), plans each with :func:`plan` committing ``F``,
     and reports whether every job is feasible.
+
+    ``compiled=True`` (default) runs the numba port of this loop
+    (:func:`sim.policies.efjit.plan_all`, identical results); ``False`` runs :func:`plan`.
     """
+    if compiled:
+        from sim.policies import efjit
+
+        try:
+            return efjit.plan_all(jobs_in_order, now, G, S)
+        except ValueError:
+            pass  # bad input: the reference below raises the error, naming the job
     return _plan_in_deadline_order(jobs_in_order, now, G, lambda job, F: plan(job, now, F, G, S))
 
 
@@ -430,8 +441,14 @@ def allocate_free(
     for st in states:
         if st.alloc and alloc_at(st.alloc, now) != st.num_gpu:
             raise ValueError(f"job {st.job.key!r}: num_gpu {st.num_gpu} != its plan at now")
-    if cache and F.times[0] == now:
-        return _allocate_free_fast(states, keys, A, now, F, G, S, artifact)
+    if cache:
+        from sim.policies import efjit
+
+        times, values = F.times, F.values
+        try:
+            return efjit.allocate_free(states, keys, A, now, F, G, S, artifact)
+        except ValueError:  # bad input: the reference below raises the error, naming the job
+            F.times, F.values = times, values
 
     cur_gs = [gpu_seconds(st.alloc, st.end) for st in states]
     m: list[float] = [0.0] * n

@@ -1,0 +1,707 @@
+"""Compiled ElasticFlow planner: ``plan_all`` and ``allocate_free`` of POLICIES.md 2.4 and
+2.7, on numpy arrays, compiled with numba.
+
+This is a line-for-line port of the *literal* reference in :mod:`sim.policies.efplan`
+(``_plan_core``, ``_whatif`` and ``allocate_free(cache=False)``): the same decisions and
+the same floating-point operations in the same order, so its results are identical to
+the reference's (checked by ``tests/test_efjit.py`` and, on whole traces, by
+``bench/ef_replay.py``). It recomputes every what-if after every grant, exactly as the
+spec describes; compiled, that is several times faster than the certificate-based Python
+fast path it replaces on the 1,024-GPU traces.
+
+Data layout (everything the kernels touch is a numpy array):
+
+* a profile ``F`` is ``(T, V, n)``: breakpoints ``T[:n]`` (float64), free GPUs ``V[:n]``
+  (int64), in arrays with spare capacity so insertions shift in place;
+* job ``j``: ``W[j]`` work, ``D[j]`` deadline, its levels ``LV[j, 1..NL[j]]`` (``LV[j, 0]
+  = 0``) and their rates ``RT[j, ...]`` (``RT[j, 0] = 0.0``);
+* a plan is ``(t, g)`` steps in two array rows with a length, plus its end.
+
+A kernel that runs out of capacity raises ``IndexError``; the wrappers retry with larger
+arrays. Times come back as float64; the wrappers return Python floats (or ints, when the
+caller's times and slot were ints, as the reference would).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+from numba import njit
+
+INF = math.inf
+
+# ---------------------------------------------------------------------------
+# Profile primitives (efplan: align, _ensure, _compress, _compress_from, _reserve,
+# _add_back, compress_steps, gpu_seconds)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _align(t0, t, S):
+    if t == INF:
+        return INF
+    return t0 + math.ceil((t - t0) / S) * S
+
+
+@njit(cache=True)
+def _ensure(T, V, n, t):
+    """Index of breakpoint ``t`` (inserted with the value before it if absent), new n."""
+    i = np.searchsorted(T[:n], t)
+    if i < n and T[i] == t:
+        return i, n
+    if i == 0:
+        raise ValueError("time precedes the profile's first breakpoint")
+    if n >= T.shape[0]:
+        raise IndexError("profile capacity")
+    for k in range(n, i, -1):
+        T[k] = T[k - 1]
+        V[k] = V[k - 1]
+    T[i] = t
+    V[i] = V[i - 1]
+    return i, n + 1
+
+
+@njit(cache=True)
+def _compress_from(T, V, n, i0):
+    """Merge equal neighbours after ``i0`` (breakpoint ``i0`` is kept); new n."""
+    w = i0 + 1
+    for k in range(i0 + 1, n):
+        if V[k] != V[w - 1]:
+            T[w] = T[k]
+            V[w] = V[k]
+            w += 1
+    return w if n > i0 else n
+
+
+@njit(cache=True)
+def _reserve(T, V, n, k, a, E):
+    e, n = _ensure(T, V, n, E)
+    for i in range(k, e):
+        V[i] -= a
+    return n
+
+
+@njit(cache=True)
+def _add_back(T, V, n, at, ag, alen, start, end):
+    for idx in range(alen):
+        t = at[idx]
+        g = ag[idx]
+        lo = t if t > start else start
+        nxt = at[idx + 1] if idx + 1 < alen else end
+        hi = nxt if nxt < end else end
+        if g == 0 or lo >= hi:
+            continue
+        i, n = _ensure(T, V, n, lo)
+        if hi != INF:
+            e, n = _ensure(T, V, n, hi)
+        else:
+            e = n
+        for k in range(i, e):
+            V[k] += g
+    return n
+
+
+@njit(cache=True)
+def _compress_steps(st, sg, m):
+    """compress_steps in place on the first ``m`` steps; new length."""
+    if m == 0:
+        return 0
+    w = 1
+    for k in range(1, m):
+        if sg[k] != sg[w - 1]:
+            st[w] = st[k]
+            sg[w] = sg[k]
+            w += 1
+    return w
+
+
+@njit(cache=True)
+def _gpu_seconds(st, sg, m, end):
+    total = 0.0
+    for i in range(m):
+        g = sg[i]
+        if g:
+            t_next = st[i + 1] if i + 1 < m else end
+            total += g * (t_next - st[i])
+    return total
+
+
+@njit(cache=True)
+def _nlev_le(lv, L, v):
+    """bisect_right(levels, v): how many of the job's levels are <= v."""
+    c = 0
+    for k in range(1, L + 1):
+        if lv[k] <= v:
+            c = k
+        else:
+            break
+    return c
+
+
+# ---------------------------------------------------------------------------
+# PLAN (efplan._plan_core)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _search(W, fidx, ln, nseg, rt, u_lo, u_top):
+    """The first level u in [u_lo, u_top] whose sequential backward fill reaches W, and
+    the segment where it does (0, -1 if none)."""
+    for u in range(u_lo, u_top + 1):
+        acc = 0.0
+        for k in range(nseg - 1, -1, -1):
+            f = fidx[k]
+            if f:
+                acc += rt[f if f < u else u] * ln[k]
+                if acc >= W:
+                    return u, k
+    return 0, -1
+
+
+@njit(cache=True)
+def _finish(T, V, n, k, a, E, at, ag, na, trail, trail_t):
+    """Record the plan (compressed steps, plus a 0 entry at ``trail_t`` when ``trail``),
+    reserve ``a`` on ``[T[k], E)`` and compress F. Returns (n, plan length)."""
+    m = _compress_steps(at, ag, na)
+    if trail:
+        at[m] = trail_t
+        ag[m] = 0
+        m += 1
+    n = _reserve(T, V, n, k, a, E)
+    n = _compress_from(T, V, n, 0)
+    return n, m
+
+
+@njit(cache=True)
+def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln):
+    """PLAN of 2.3 on ``(T, V, n)`` (mutated, compressed); the plan goes to ``at``/``ag``.
+
+    Returns ``(n, plan length, E, R, feasible, horizon)``; ``horizon`` is the last time
+    whose breakpoints or values the plan read."""
+    if W <= 0:
+        at[0] = now
+        ag[0] = 0
+        return n, 1, now, now, now <= D, now
+    nu = _nlev_le(lv, L, G)
+    if nu == 0:
+        at[0] = now
+        ag[0] = 0
+        return n, 1, INF, INF, False, now
+    i0, n = _ensure(T, V, n, now)
+    Dh = _align(now, D, S)
+    if Dh != INF and Dh > now:
+        _, n = _ensure(T, V, n, Dh)
+    if Dh == INF:
+        iD = n
+    else:
+        iD = i0 + np.searchsorted(T[i0:n], Dh)
+    nseg = iD - i0
+    na = 0
+    Wr = W
+    if nseg:
+        maxf = 0
+        for k in range(nseg):
+            f = _nlev_le(lv, L, V[i0 + k])
+            fidx[k] = f
+            if f > maxf:
+                maxf = f
+            ln[k] = (T[i0 + k + 1] if k + 1 < nseg else D) - T[i0 + k]
+        if ln[nseg - 1] == INF and fidx[nseg - 1] == 0:
+            raise ValueError("free capacity never reaches the job's smallest level")
+        u_top = min(nu, max(1, maxf))
+        if ln[nseg - 1] > 0:
+            # efplan._plan_found: the first level from 1 up; used when the job finishes
+            # before D^ (nothing is changed otherwise)
+            u, kP = _search(W, fidx, ln, nseg, rt, 1, u_top)
+            if u:
+                Wf = W
+                fin = -1
+                for idx in range(nseg):
+                    f = fidx[idx]
+                    c = u if idx >= kP else u - 1
+                    if f > c:
+                        f = c
+                    it = rt[f] * ln[idx]
+                    if it >= Wf:
+                        fin = idx
+                        break
+                    Wf -= it
+                if fin >= 0:
+                    for idx in range(fin + 1):
+                        f = fidx[idx]
+                        c = u if idx >= kP else u - 1
+                        if f > c:
+                            f = c
+                        at[idx] = T[i0 + idx]
+                        ag[idx] = lv[f]
+                        if idx < fin:
+                            V[i0 + idx] -= lv[f]
+                    # f is now the finishing segment's level index
+                    r = rt[f]
+                    seg = ln[fin]
+                    d = math.ceil(Wf / r)
+                    if seg != INF:
+                        d = min(d, math.ceil(seg))
+                    k = i0 + fin
+                    R = T[k] + d
+                    E = T[k] + math.ceil(d / S) * S
+                    trail_t = T[k + 1] if fin + 1 < nseg else 0.0
+                    n, m = _finish(T, V, n, k, lv[f], E, at, ag, fin + 1, fin + 1 < nseg,
+                                   trail_t)
+                    return n, m, E, R, R <= D, Dh
+        # Step 2: level search from the grouped candidate (efplan._plan_core)
+        need = W * (1.0 - 1e-9)
+        lsum = np.zeros(L + 1)  # summed lengths per floor level, in segment order
+        for k in range(nseg):
+            lsum[fidx[k]] += ln[k]
+        lsum[0] = 0.0  # no GPUs, no iterations (and no inf * 0)
+        u = 1
+        while u < u_top:
+            tot = 0.0
+            for f in range(L + 1):
+                tot += rt[f if f < u else u] * lsum[f]
+            if tot >= need:
+                break
+            u += 1
+        u_found, kP = _search(W, fidx, ln, nseg, rt, u, u_top)
+        u_prev = u_found - 1 if u_found else u_top
+        for idx in range(nseg):
+            f = fidx[idx]
+            cap_u = u_found if (u_found and idx >= kP) else u_prev
+            if f > cap_u:
+                f = cap_u
+            at[na] = T[i0 + idx]
+            ag[na] = lv[f]
+            na += 1
+            if not f:
+                continue
+            r = rt[f]
+            seg = ln[idx]
+            it = r * seg
+            k = i0 + idx
+            if it >= Wr:
+                d = math.ceil(Wr / r)
+                if seg != INF:
+                    d = min(d, math.ceil(seg))
+                R = T[k] + d
+                E = T[k] + math.ceil(d / S) * S
+                trail_t = T[k + 1] if idx + 1 < nseg else 0.0
+                n, m = _finish(T, V, n, k, lv[f], E, at, ag, na, idx + 1 < nseg, trail_t)
+                return n, m, E, R, u_found > 0 and R <= D, Dh
+            Wr -= it
+            V[k] -= lv[f]
+        if Dh == INF:
+            raise ValueError("best-effort forward walk did not finish")
+
+    # Step 4.2 / 4.3: segments from D^ on at floor_level(F(t_k)), then the unbounded tail
+    for k in range(iD, n):
+        t = T[k]
+        bounded = k + 1 < n
+        f = V[k] if bounded else min(V[k], G)
+        ia = _nlev_le(lv, L, f)
+        a = lv[ia]
+        at[na] = t
+        ag[na] = a
+        na += 1
+        if not a:
+            if bounded:
+                continue
+            raise ValueError("free capacity never reaches the job's smallest level")
+        r = rt[ia]
+        if bounded:
+            seg = T[k + 1] - t
+            it = r * seg
+            if it < Wr:
+                Wr -= it
+                V[k] -= a
+                continue
+            d = min(math.ceil(Wr / r), math.ceil(seg))
+            horizon = T[k + 1]
+        else:
+            d = math.ceil(Wr / r)
+            horizon = INF
+        R = t + d
+        E = _align(now, R, S)
+        n, m = _finish(T, V, n, k, a, E, at, ag, na, False, 0.0)
+        return n, m, E, R, False, horizon
+    raise ValueError("unreachable: the last segment is unbounded")
+
+
+@njit(cache=True)
+def _plan_all(W, D, LV, RT, NL, order, now, T, V, n, G, S, AT, AG, AL, E, R, FEAS,
+              fidx, ln):
+    """PLAN_ALL's loop (2.4): plan the jobs in ``order`` committing F; new n."""
+    for j in order:
+        n, m, e, r, ok, _ = _plan_core(W[j], D[j], LV[j], RT[j], NL[j], now, T, V, n, G, S,
+                                    AT[j], AG[j], fidx, ln)
+        AL[j] = m
+        E[j] = e
+        R[j] = r
+        FEAS[j] = ok
+    return n
+
+
+# ---------------------------------------------------------------------------
+# What-if (efplan._whatif) and ALLOCATE_FREE (efplan.allocate_free, cache=False)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _whatif(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S, artifact,
+            T, V, wt, wg, xt, xg, fidx, ln):
+    """The what-if plan of 2.7 step 2 into ``wt``/``wg``, its profile into ``T``/``V``.
+
+    Returns ``(n, plan length, E, R, feasible, t1, horizon)``: the result depends on F
+    only through ``t1`` and F on ``(now, horizon]`` (``horizon = inf``: it also reads
+    ``F(now)``, never reuse it)."""
+    for k in range(nF):
+        T[k] = FT[k]
+        V[k] = FV[k]
+    n = _add_back(T, V, nF, at, ag, alen, now, aend)
+    i0, n = _ensure(T, V, n, now)
+    n = _compress_from(T, V, n, i0)
+    Dh = _align(now, D, S)
+    t1 = T[i0 + 1] if i0 + 1 < n else Dh
+    r = rt[_nlev_le(lv, L, g2)]
+    d = math.ceil(W / r)
+    if t1 != INF and r * (t1 - now) >= W:
+        d = min(d, math.ceil(t1 - now))
+    R = now + d
+    E = now + math.ceil(d / S) * S
+    wt[0] = now
+    wg[0] = g2
+    if t1 >= E and R <= D:
+        n = _reserve(T, V, n, i0, g2, E)
+        n = _compress_from(T, V, n, 0)
+        return n, 1, E, R, True, t1, t1
+    if now < Dh and Dh < INF:
+        _, n = _ensure(T, V, n, Dh)
+    seg = (D - now) if t1 == Dh else (t1 - now)
+    rest_work = W - r * seg
+    if rest_work <= 0 or t1 == INF:
+        n = _reserve(T, V, n, i0, g2, E)
+        n = _compress_from(T, V, n, 0)
+        return n, 1, E, R, R <= D, t1, INF
+    if not artifact and now < Dh and Dh < t1:
+        V[i0 + 1] -= g2
+    V[i0] -= g2
+    n, m, E, R, ok, hz = _plan_core(rest_work, D, lv, rt, L, t1, T, V, n, G, S, xt, xg,
+                                fidx, ln)
+    for k in range(m):
+        wt[k + 1] = xt[k]
+        wg[k + 1] = xg[k]
+    # F'(t1) = F(now) + own plan when no breakpoint of F lies in (now, t1]
+    iF = np.searchsorted(FT[:nF], now, side="right")
+    tF1 = FT[iF] if iF < nF else INF
+    if t1 < tF1:
+        hz = INF
+    elif t1 > hz:
+        hz = t1
+    return n, _compress_steps(wt, wg, m + 1), E, R, ok, t1, hz
+
+
+@njit(cache=True)
+def _next_level(lv, L, g):
+    for k in range(1, L + 1):
+        if lv[k] > g:
+            return lv[k]
+    return g
+
+
+@njit(cache=True)
+def _t1_now(FT, FV, nF, at, ag, alen, aend, now, Dh):
+    """``t1`` the what-if would use now (efplan._whatif_t1): the first time after ``now``
+    where F plus the job's own plan (held until ``aend``) changes value, else ``D^``."""
+    i = np.searchsorted(FT[:nF], now, side="right")
+    f = FV[i - 1] if i > 0 else FV[0]
+    j = 0  # own plan: its value at now
+    o = 0
+    while j < alen and at[j] <= now:
+        o = ag[j]
+        j += 1
+    ended = aend <= now
+    if ended:
+        o = 0
+    base = f + o
+    while True:
+        x_f = FT[i] if i < nF else INF
+        if ended:
+            x_o = INF
+        else:
+            x_o = at[j] if j < alen else INF
+            if aend < x_o:
+                x_o = aend
+        x = x_f if x_f < x_o else x_o
+        if x == INF:
+            return Dh
+        if x_f == x:
+            f = FV[i]
+            i += 1
+        if x_o == x:
+            if x >= aend:
+                o = 0
+                ended = True
+            else:
+                o = ag[j]
+                j += 1
+        if f + o != base:
+            return x
+
+
+@njit(cache=True)
+def _first_change(t_old, v_old, no, t_new, v_new, nn, now):
+    """Earliest time > now where two profiles differ in a breakpoint or its value."""
+    i = np.searchsorted(t_old[:no], now, side="right")
+    j = np.searchsorted(t_new[:nn], now, side="right")
+    while i < no and j < nn:
+        a = t_old[i]
+        b = t_new[j]
+        if a != b:
+            return a if a < b else b
+        if v_old[i] != v_new[j]:
+            return a
+        i += 1
+        j += 1
+    if i < no:
+        return t_old[i]
+    if j < nn:
+        return t_new[j]
+    return INF
+
+
+@njit(cache=True)
+def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF, now, G,
+                   S, A, artifact, T, V, wt, wg, xt, xg, fidx, ln, grants, ends_left):
+    """The grant loop of 2.7, with the reference's own reuse rule: a job's ``m`` is kept
+    after a grant when its what-if read F only on ``(now, horizon]``, F did not change
+    there, and its ``t1`` is the same (efplan.allocate_free, ``cache=True`` off the fast
+    path).
+
+    Updates the job arrays and ``FT``/``FV`` in place. Returns ``(order, grant count,
+    ends_left count, nF)``; ``grants[k] = (job, old, new)``."""
+    nj = W.shape[0]
+    cur = np.empty(nj)
+    DH = np.empty(nj)
+    for i in range(nj):
+        cur[i] = _gpu_seconds(AT[i], AG[i], AL[i], END[i])
+        DH[i] = _align(now, D[i], S)
+    m = np.empty(nj)
+    HZ = np.full(nj, INF)  # what-if horizon; inf: no reusable what-if
+    T1 = np.full(nj, INF)
+    changed_at = -INF
+    for i in range(nj):
+        m[i] = _eval(i, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A,
+                     artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, DH, changed_at, m)
+    order = np.arange(nj)
+    _stable_sort_desc(order, m)
+    ng = 0
+    ne = 0
+    while A > 0:
+        pick = -1
+        for i in order:
+            if m[i] != -INF and _next_level(LV[i], NL[i], NG[i]) != NG[i]:
+                pick = i
+                break
+        if pick < 0:
+            break
+        g = NG[pick]
+        g2 = _next_level(LV[pick], NL[pick], g)
+        n, wl, e, r, ok, _, _ = _whatif(W[pick], D[pick], LV[pick], RT[pick], NL[pick], g2,
+                                        AT[pick], AG[pick], AL[pick], END[pick], now, FT, FV,
+                                        nF, G, S, artifact, T, V, wt, wg, xt, xg, fidx, ln)
+        if n > FT.shape[0] or wl > AT.shape[1]:
+            raise IndexError("profile capacity")
+        changed_at = _first_change(FT, FV, nF, T, V, n, now)
+        for k in range(n):
+            FT[k] = T[k]
+            FV[k] = V[k]
+        nF = n
+        old_end = END[pick]
+        for k in range(wl):
+            AT[pick, k] = wt[k]
+            AG[pick, k] = wg[k]
+        AL[pick] = wl
+        END[pick] = e
+        REND[pick] = r
+        FEAS[pick] = ok
+        NG[pick] = g2
+        HZ[pick] = INF
+        cur[pick] = _gpu_seconds(AT[pick], AG[pick], wl, e)
+        A -= g2 - g
+        grants[ng, 0] = pick
+        grants[ng, 1] = g
+        grants[ng, 2] = g2
+        ng += 1
+        if e != old_end:
+            ends_left[ne] = old_end
+            ne += 1
+        for i in range(nj):
+            # [ARTIFACT] only jobs below their top level are re-evaluated
+            if not artifact or _next_level(LV[i], NL[i], NG[i]) != NG[i]:
+                m[i] = _eval(i, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G,
+                             S, A, artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, DH,
+                             changed_at, m)
+        _stable_sort_desc(order, m)
+    return order, ng, ne, nF
+
+
+@njit(cache=True)
+def _eval(i, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A, artifact,
+          T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, DH, changed_at, m):
+    """m_j of 2.7 step 3 for job i (its what-if reused when the rule allows)."""
+    g = NG[i]
+    g2 = _next_level(LV[i], NL[i], g)
+    if g2 == g or g2 - g > A:
+        HZ[i] = INF
+        return -INF
+    if g == 0:
+        HZ[i] = INF
+        return INF
+    if HZ[i] < changed_at and _t1_now(FT, FV, nF, AT[i], AG[i], AL[i], END[i], now,
+                                       DH[i]) == T1[i]:
+        return m[i]
+    n, wl, e, r, ok, t1, hz = _whatif(W[i], D[i], LV[i], RT[i], NL[i], g2, AT[i], AG[i],
+                                      AL[i], END[i], now, FT, FV, nF, G, S, artifact, T, V,
+                                      wt, wg, xt, xg, fidx, ln)
+    HZ[i] = hz
+    T1[i] = t1
+    return (_gpu_seconds(wt, wg, wl, e) - cur[i]) / (g2 - g)
+
+
+@njit(cache=True)
+def _stable_sort_desc(order, m):
+    """Stable sort of ``order`` by ``m`` descending (Python's ``sort(key=-m)``)."""
+    for a in range(1, order.shape[0]):
+        x = order[a]
+        mx = m[x]
+        b = a
+        while b > 0 and m[order[b - 1]] < mx:
+            order[b] = order[b - 1]
+            b -= 1
+        order[b] = x
+
+
+# ---------------------------------------------------------------------------
+# Wrappers: Python objects in, Python objects out
+# ---------------------------------------------------------------------------
+
+
+class _Jobs:
+    """The job arrays of a call (see the module docstring)."""
+
+    def __init__(self, jobs: Sequence, cap: int) -> None:
+        nj = len(jobs)
+        Lm = max((len(j._tab.lv) for j in jobs), default=1)
+        self.W = np.array([j.work for j in jobs], dtype=np.float64)
+        self.D = np.array([j.deadline for j in jobs], dtype=np.float64)
+        self.NL = np.array([len(j._tab.lv) - 1 for j in jobs], dtype=np.int64)
+        self.LV = np.zeros((nj, Lm), dtype=np.int64)
+        self.RT = np.zeros((nj, Lm), dtype=np.float64)
+        for i, j in enumerate(jobs):
+            tab = j._tab
+            self.LV[i, : len(tab.lv)] = tab.lv
+            self.RT[i, : len(tab.rt)] = tab.rt
+        self.AT = np.zeros((nj, cap), dtype=np.float64)
+        self.AG = np.zeros((nj, cap), dtype=np.int64)
+        self.AL = np.zeros(nj, dtype=np.int64)
+        self.E = np.zeros(nj, dtype=np.float64)
+        self.R = np.zeros(nj, dtype=np.float64)
+        self.FEAS = np.zeros(nj, dtype=np.bool_)
+
+
+def _scratch(cap: int):
+    return (np.empty(cap), np.empty(cap, dtype=np.int64), np.empty(cap),
+            np.empty(cap, dtype=np.int64), np.empty(cap), np.empty(cap, dtype=np.int64),
+            np.empty(cap, dtype=np.int64), np.empty(cap))
+
+
+def _time_caster(now: float, S: float):
+    """The reference's times are ints when the caller's clock and slot are ints."""
+    if type(now) is int and type(S) is int:
+        return lambda t: int(t) if t != INF and t != -INF else t
+    return float
+
+
+def _steps_of(AT, AG, i: int, n: int, cast) -> list[tuple[float, int]]:
+    return list(zip(map(cast, AT[i, :n].tolist()), AG[i, :n].tolist()))
+
+
+def plan_all(jobs_in_order: Sequence, now: float, G: int, S: float):
+    """:func:`sim.policies.efplan.plan_all`, compiled (same arguments and result)."""
+    from sim.policies.efplan import PlanAllResult, PlanResult, Profile
+
+    order = sorted(range(len(jobs_in_order)), key=lambda i: jobs_in_order[i].deadline)
+    keys = [j.key for j in jobs_in_order]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate job key")
+    cap = 4 * len(jobs_in_order) + 64
+    while True:
+        J = _Jobs(jobs_in_order, cap)
+        T, V = np.empty(cap), np.empty(cap, dtype=np.int64)
+        T[0], V[0] = now, G
+        try:
+            n = _plan_all(J.W, J.D, J.LV, J.RT, J.NL, np.array(order, dtype=np.int64),
+                          float(now), T, V, 1, G, float(S), J.AT, J.AG, J.AL, J.E, J.R,
+                          J.FEAS, np.empty(cap, dtype=np.int64), np.empty(cap))
+            break
+        except IndexError:
+            cap *= 4
+    cast = _time_caster(now, S)
+    F = Profile.__new__(Profile)
+    F.times = list(map(cast, T[:n].tolist()))
+    F.values = V[:n].tolist()
+    results = {}
+    Es, Rs, ok = J.E.tolist(), J.R.tolist(), J.FEAS.tolist()
+    for i in order:
+        results[keys[i]] = PlanResult(_steps_of(J.AT, J.AG, i, int(J.AL[i]), cast),
+                                      cast(Es[i]), cast(Rs[i]), ok[i], F)
+    return PlanAllResult(results, [keys[i] for i in order], all(ok), F)
+
+
+def allocate_free(states: Sequence, keys: Sequence[Hashable], A: int, now: float, F, G: int,
+                  S: float, artifact: bool):
+    """The grant loop of :func:`sim.policies.efplan.allocate_free` (inputs already
+    checked there), compiled. ``F`` is updated in place."""
+    from sim.policies.efplan import FreeResult, JobAlloc
+
+    nj = len(states)
+    cap = 2 * (len(F.times) + sum(len(st.alloc) for st in states) + 2 * nj) + 64
+    while True:
+        J = _Jobs([st.job for st in states], cap)
+        NG = np.array([st.num_gpu for st in states], dtype=np.int64)
+        for i, st in enumerate(states):
+            a = st.alloc
+            J.AL[i] = len(a)
+            if a:
+                J.AT[i, : len(a)] = [t for t, _ in a]
+                J.AG[i, : len(a)] = [g for _, g in a]
+            J.E[i] = st.end
+            J.R[i] = st.real_end
+            J.FEAS[i] = st.feasible
+        FT = np.empty(cap)
+        FV = np.empty(cap, dtype=np.int64)
+        nF = len(F.times)
+        FT[:nF] = F.times
+        FV[:nF] = F.values
+        grants = np.empty((max(A, 0) + 1, 3), dtype=np.int64)
+        ends_left = np.empty(max(A, 0) + 1)
+        try:
+            order, ng, ne, nF = _allocate_free(
+                J.W, J.D, J.LV, J.RT, J.NL, NG, J.AT, J.AG, J.AL, J.E, J.R, J.FEAS, FT, FV,
+                nF, float(now), G, float(S), A, artifact, *_scratch(cap), grants, ends_left)
+            break
+        except IndexError:
+            cap *= 4
+    cast = _time_caster(now, S)
+    out = list(states)
+    Es, Rs, ok = J.E.tolist(), J.R.tolist(), J.FEAS.tolist()
+    for i in sorted({int(g[0]) for g in grants[:ng]}):
+        out[i] = JobAlloc(states[i].job, int(NG[i]), _steps_of(J.AT, J.AG, i, int(J.AL[i]), cast),
+                          cast(Es[i]), cast(Rs[i]), ok[i])
+    F.times = list(map(cast, FT[:nF].tolist()))
+    F.values = FV[:nF].tolist()
+    return FreeResult(out, [keys[i] for i in order.tolist()],
+                      [(keys[k], o, g) for k, o, g in grants[:ng].tolist()], F,
+                      list(map(cast, ends_left[:ne].tolist())))
