@@ -161,21 +161,23 @@ def _search(W, fidx, ln, nseg, rt, u_lo, u_top):
 
 
 @njit(cache=True)
-def _finish(T, V, n, k, a, E, at, ag, na, trail, trail_t):
+def _finish(T, V, n, k, a, E, at, ag, na, trail, trail_t, commit):
     """Record the plan (compressed steps, plus a 0 entry at ``trail_t`` when ``trail``),
-    reserve ``a`` on ``[T[k], E)`` and compress F. Returns (n, plan length)."""
+    reserve ``a`` on ``[T[k], E)`` and compress F (only when ``commit``: a what-if that
+    is only measured needs no profile). Returns (n, plan length)."""
     m = _compress_steps(at, ag, na)
     if trail:
         at[m] = trail_t
         ag[m] = 0
         m += 1
-    n = _reserve(T, V, n, k, a, E)
-    n = _compress_from(T, V, n, 0)
+    if commit:
+        n = _reserve(T, V, n, k, a, E)
+        n = _compress_from(T, V, n, 0)
     return n, m
 
 
 @njit(cache=True)
-def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln):
+def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
     """PLAN of 2.3 on ``(T, V, n)`` (mutated, compressed); the plan goes to ``at``/``ag``.
 
     Returns ``(n, plan length, E, R, feasible, horizon)``; ``horizon`` is the last time
@@ -212,7 +214,7 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln):
             raise ValueError("free capacity never reaches the job's smallest level")
         u_top = min(nu, max(1, maxf))
         if ln[nseg - 1] > 0:
-            # efplan._plan_found: the first level from 1 up; used when the job finishes
+            # efplan._plan_found: the first level from 1 up, used when the job finishes
             # before D^ (nothing is changed otherwise)
             u, kP = _search(W, fidx, ln, nseg, rt, 1, u_top)
             if u:
@@ -249,23 +251,25 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln):
                     E = T[k] + math.ceil(d / S) * S
                     trail_t = T[k + 1] if fin + 1 < nseg else 0.0
                     n, m = _finish(T, V, n, k, lv[f], E, at, ag, fin + 1, fin + 1 < nseg,
-                                   trail_t)
+                                   trail_t, commit)
                     return n, m, E, R, R <= D, Dh
-        # Step 2: level search from the grouped candidate (efplan._plan_core)
+        # Step 2: the level search starts from the grouped candidate: levels whose total
+        # (grouped by floor level) falls short of W by more than 1e-9 relative cannot
+        # reach it sequentially either (efplan._plan_core)
         need = W * (1.0 - 1e-9)
         lsum = np.zeros(L + 1)  # summed lengths per floor level, in segment order
         for k in range(nseg):
             lsum[fidx[k]] += ln[k]
         lsum[0] = 0.0  # no GPUs, no iterations (and no inf * 0)
-        u = 1
-        while u < u_top:
+        u_c = 1
+        while u_c < u_top:
             tot = 0.0
             for f in range(L + 1):
-                tot += rt[f if f < u else u] * lsum[f]
+                tot += rt[f if f < u_c else u_c] * lsum[f]
             if tot >= need:
                 break
-            u += 1
-        u_found, kP = _search(W, fidx, ln, nseg, rt, u, u_top)
+            u_c += 1
+        u_found, kP = _search(W, fidx, ln, nseg, rt, u_c, u_top)
         u_prev = u_found - 1 if u_found else u_top
         for idx in range(nseg):
             f = fidx[idx]
@@ -288,7 +292,8 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln):
                 R = T[k] + d
                 E = T[k] + math.ceil(d / S) * S
                 trail_t = T[k + 1] if idx + 1 < nseg else 0.0
-                n, m = _finish(T, V, n, k, lv[f], E, at, ag, na, idx + 1 < nseg, trail_t)
+                n, m = _finish(T, V, n, k, lv[f], E, at, ag, na, idx + 1 < nseg, trail_t,
+                               commit)
                 return n, m, E, R, u_found > 0 and R <= D, Dh
             Wr -= it
             V[k] -= lv[f]
@@ -324,7 +329,7 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln):
             horizon = INF
         R = t + d
         E = _align(now, R, S)
-        n, m = _finish(T, V, n, k, a, E, at, ag, na, False, 0.0)
+        n, m = _finish(T, V, n, k, a, E, at, ag, na, False, 0.0, commit)
         return n, m, E, R, False, horizon
     raise ValueError("unreachable: the last segment is unbounded")
 
@@ -335,7 +340,7 @@ def _plan_all(W, D, LV, RT, NL, order, now, T, V, n, G, S, AT, AG, AL, E, R, FEA
     """PLAN_ALL's loop (2.4): plan the jobs in ``order`` committing F; new n."""
     for j in order:
         n, m, e, r, ok, _ = _plan_core(W[j], D[j], LV[j], RT[j], NL[j], now, T, V, n, G, S,
-                                    AT[j], AG[j], fidx, ln)
+                                    AT[j], AG[j], fidx, ln, True)
         AL[j] = m
         E[j] = e
         R[j] = r
@@ -350,7 +355,7 @@ def _plan_all(W, D, LV, RT, NL, order, now, T, V, n, G, S, AT, AG, AL, E, R, FEA
 
 @njit(cache=True)
 def _whatif(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S, artifact,
-            T, V, wt, wg, xt, xg, fidx, ln):
+            T, V, wt, wg, xt, xg, fidx, ln, commit):
     """The what-if plan of 2.7 step 2 into ``wt``/``wg``, its profile into ``T``/``V``.
 
     Returns ``(n, plan length, E, R, feasible, t1, horizon)``: the result depends on F
@@ -373,22 +378,24 @@ def _whatif(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S, arti
     wt[0] = now
     wg[0] = g2
     if t1 >= E and R <= D:
-        n = _reserve(T, V, n, i0, g2, E)
-        n = _compress_from(T, V, n, 0)
+        if commit:
+            n = _reserve(T, V, n, i0, g2, E)
+            n = _compress_from(T, V, n, 0)
         return n, 1, E, R, True, t1, t1
     if now < Dh and Dh < INF:
         _, n = _ensure(T, V, n, Dh)
     seg = (D - now) if t1 == Dh else (t1 - now)
     rest_work = W - r * seg
     if rest_work <= 0 or t1 == INF:
-        n = _reserve(T, V, n, i0, g2, E)
-        n = _compress_from(T, V, n, 0)
+        if commit:
+            n = _reserve(T, V, n, i0, g2, E)
+            n = _compress_from(T, V, n, 0)
         return n, 1, E, R, R <= D, t1, INF
     if not artifact and now < Dh and Dh < t1:
         V[i0 + 1] -= g2
     V[i0] -= g2
     n, m, E, R, ok, hz = _plan_core(rest_work, D, lv, rt, L, t1, T, V, n, G, S, xt, xg,
-                                fidx, ln)
+                                    fidx, ln, commit)
     for k in range(m):
         wt[k + 1] = xt[k]
         wg[k + 1] = xg[k]
@@ -510,7 +517,8 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
         g2 = _next_level(LV[pick], NL[pick], g)
         n, wl, e, r, ok, _, _ = _whatif(W[pick], D[pick], LV[pick], RT[pick], NL[pick], g2,
                                         AT[pick], AG[pick], AL[pick], END[pick], now, FT, FV,
-                                        nF, G, S, artifact, T, V, wt, wg, xt, xg, fidx, ln)
+                                        nF, G, S, artifact, T, V, wt, wg, xt, xg, fidx, ln,
+                                        True)
         if n > FT.shape[0] or wl > AT.shape[1]:
             raise IndexError("profile capacity")
         changed_at = _first_change(FT, FV, nF, T, V, n, now)
@@ -564,7 +572,7 @@ def _eval(i, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A, ar
         return m[i]
     n, wl, e, r, ok, t1, hz = _whatif(W[i], D[i], LV[i], RT[i], NL[i], g2, AT[i], AG[i],
                                       AL[i], END[i], now, FT, FV, nF, G, S, artifact, T, V,
-                                      wt, wg, xt, xg, fidx, ln)
+                                      wt, wg, xt, xg, fidx, ln, False)
     HZ[i] = hz
     T1[i] = t1
     return (_gpu_seconds(wt, wg, wl, e) - cur[i]) / (g2 - g)
@@ -593,18 +601,18 @@ class _Jobs:
 
     def __init__(self, jobs: Sequence, cap: int) -> None:
         nj = len(jobs)
-        Lm = max((len(j._tab.lv) for j in jobs), default=1)
+        tabs = [j._tab for j in jobs]
+        Lm = max((len(t.lv) for t in tabs), default=1)
         self.W = np.array([j.work for j in jobs], dtype=np.float64)
         self.D = np.array([j.deadline for j in jobs], dtype=np.float64)
-        self.NL = np.array([len(j._tab.lv) - 1 for j in jobs], dtype=np.int64)
-        self.LV = np.zeros((nj, Lm), dtype=np.int64)
-        self.RT = np.zeros((nj, Lm), dtype=np.float64)
-        for i, j in enumerate(jobs):
-            tab = j._tab
-            self.LV[i, : len(tab.lv)] = tab.lv
-            self.RT[i, : len(tab.rt)] = tab.rt
-        self.AT = np.zeros((nj, cap), dtype=np.float64)
-        self.AG = np.zeros((nj, cap), dtype=np.int64)
+        self.NL = np.array([len(t.lv) - 1 for t in tabs], dtype=np.int64)
+        self.LV = np.array([t.lv + (0,) * (Lm - len(t.lv)) for t in tabs], dtype=np.int64
+                           ).reshape(nj, Lm)
+        self.RT = np.array([t.rt + (0.0,) * (Lm - len(t.rt)) for t in tabs], dtype=np.float64
+                           ).reshape(nj, Lm)
+        # plan rows: only the first AL[i] entries are ever read
+        self.AT = np.empty((nj, cap), dtype=np.float64)
+        self.AG = np.empty((nj, cap), dtype=np.int64)
         self.AL = np.zeros(nj, dtype=np.int64)
         self.E = np.zeros(nj, dtype=np.float64)
         self.R = np.zeros(nj, dtype=np.float64)
@@ -671,15 +679,16 @@ def allocate_free(states: Sequence, keys: Sequence[Hashable], A: int, now: float
     while True:
         J = _Jobs([st.job for st in states], cap)
         NG = np.array([st.num_gpu for st in states], dtype=np.int64)
-        for i, st in enumerate(states):
-            a = st.alloc
-            J.AL[i] = len(a)
-            if a:
-                J.AT[i, : len(a)] = [t for t, _ in a]
-                J.AG[i, : len(a)] = [g for _, g in a]
-            J.E[i] = st.end
-            J.R[i] = st.real_end
-            J.FEAS[i] = st.feasible
+        lens = [len(st.alloc) for st in states]
+        J.AL[:] = lens
+        rows = np.repeat(np.arange(nj), lens)
+        cols = np.arange(len(rows)) - np.repeat(np.cumsum(lens) - lens, lens)
+        steps = [step for st in states for step in st.alloc]
+        J.AT[rows, cols] = [t for t, _ in steps]
+        J.AG[rows, cols] = [g for _, g in steps]
+        J.E[:] = [st.end for st in states]
+        J.R[:] = [st.real_end for st in states]
+        J.FEAS[:] = [st.feasible for st in states]
         FT = np.empty(cap)
         FV = np.empty(cap, dtype=np.int64)
         nF = len(F.times)
