@@ -805,42 +805,23 @@ def test_whatif_reads_now_when_its_first_segment_ends_inside_fs() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    data=st.data(),
-    G=st.sampled_from([8, 64, 512]),
-    S=st.sampled_from([60, 240, 60.0]),
-    now=nows,
-    artifact=st.booleans(),
-)
-def test_fast_whatif_matches_whatif(
-    data: st.DataObject, G: int, S: float, now: int, artifact: bool
-) -> None:
-    """allocate_free's fast what-if (closed form when F saturates the job's level, else the
-    sequential mirror, else _whatif itself) gives _whatif's plan bit for bit, and committing
-    it leaves _whatif's profile, for every job of a planning pass in either mode."""
-    from sim.policies.efplan import _commit, _own_steps, _whatif, _whatif_eval
-
+@given(data=st.data(), G=st.sampled_from([8, 64, 512]), S=st.sampled_from([60, 240, 60.0]),
+       now=nows)
+def test_compiled_plan_all_matches_reference(data: st.DataObject, G: int, S: float,
+                                             now: int) -> None:
+    """The numba plan_all (sim.policies.efjit) gives the Python reference's plans, ends,
+    feasibility, order and profile bit for bit, on integer or float clocks."""
     if data.draw(st.booleans()):
         now = float(now)
     n = data.draw(st.integers(1, 12))
     jobs = [data.draw(busy_jobs(key=i, now=now)) for i in range(n)]
-    pa = plan_all(jobs, now, G, S)
-    by_key = {j.key: j for j in jobs}
-    for k in pa.order:
-        s = JobAlloc.from_plan(by_key[k], pa.results[k], now)
-        g2 = next_level(s.job.levels, s.num_gpu)
-        if g2 == s.num_gpu or s.end == INF:
-            continue
-        w = _whatif(s, g2, now, pa.F, G, S, artifact)
-        own = _own_steps(s, now)
-        ev = _whatif_eval(s, g2, now, pa.F, G, S, own, artifact)
-        assert (ev.alloc, ev.end, ev.real_end, ev.feasible, ev.t1) == (
-            w.alloc, w.end, w.real_end, w.feasible, w.t1)
-        assert ev.gs == gpu_seconds(w.alloc, w.end)
-        if ev.rest is not None:
-            F2 = pa.F.copy()
-            _commit(g2, now, F2, ev, own)
-            assert (F2.times, F2.values) == (w.times, w.values)
+    fast = plan_all(jobs, now, G, S)
+    ref = plan_all(jobs, now, G, S, compiled=False)
+    assert (fast.order, fast.feasible, fast.F) == (ref.order, ref.feasible, ref.F)
+    for k in ref.order:
+        a, b = fast.results[k], ref.results[k]
+        assert (a.alloc, a.end, a.real_end, a.feasible) == (b.alloc, b.end, b.real_end,
+                                                            b.feasible)
 
 
 def test_whatif_that_finishes_in_its_forced_segment_after_the_deadline_holds_g2_once() -> None:

@@ -17,7 +17,7 @@ Data layout (everything the kernels touch is a numpy array):
   = 0``) and their rates ``RT[j, ...]`` (``RT[j, 0] = 0.0``);
 * a plan is ``(t, g)`` steps in two array rows with a length, plus its end.
 
-A kernel that runs out of capacity raises ``IndexError``; the wrappers retry with larger
+A kernel that runs out of capacity raises :class:`CapacityError`; the wrappers retry with larger
 arrays. Times come back as float64; the wrappers return Python floats (or ints, when the
 caller's times and slot were ints, as the reference would).
 """
@@ -31,6 +31,10 @@ import numpy as np
 from numba import njit
 
 INF = math.inf
+
+
+class CapacityError(Exception):
+    """A kernel's arrays are too small (the wrappers retry with larger ones)."""
 
 # ---------------------------------------------------------------------------
 # Profile primitives (efplan: align, _ensure, _compress, _compress_from, _reserve,
@@ -54,7 +58,7 @@ def _ensure(T, V, n, t):
     if i == 0:
         raise ValueError("time precedes the profile's first breakpoint")
     if n >= T.shape[0]:
-        raise IndexError("profile capacity")
+        raise CapacityError("profile capacity")
     for k in range(n, i, -1):
         T[k] = T[k - 1]
         V[k] = V[k - 1]
@@ -520,7 +524,7 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
                                         nF, G, S, artifact, T, V, wt, wg, xt, xg, fidx, ln,
                                         True)
         if n > FT.shape[0] or wl > AT.shape[1]:
-            raise IndexError("profile capacity")
+            raise CapacityError("profile capacity")
         changed_at = _first_change(FT, FV, nF, T, V, n, now)
         for k in range(n):
             FT[k] = T[k]
@@ -654,7 +658,7 @@ def plan_all(jobs_in_order: Sequence, now: float, G: int, S: float):
                           float(now), T, V, 1, G, float(S), J.AT, J.AG, J.AL, J.E, J.R,
                           J.FEAS, np.empty(cap, dtype=np.int64), np.empty(cap))
             break
-        except IndexError:
+        except CapacityError:
             cap *= 4
     cast = _time_caster(now, S)
     F = Profile.__new__(Profile)
@@ -675,11 +679,13 @@ def allocate_free(states: Sequence, keys: Sequence[Hashable], A: int, now: float
     from sim.policies.efplan import FreeResult, JobAlloc
 
     nj = len(states)
+    if not nj:
+        return FreeResult(list(states), [], [], F, [])
     cap = 2 * (len(F.times) + sum(len(st.alloc) for st in states) + 2 * nj) + 64
     while True:
         J = _Jobs([st.job for st in states], cap)
         NG = np.array([st.num_gpu for st in states], dtype=np.int64)
-        lens = [len(st.alloc) for st in states]
+        lens = np.array([len(st.alloc) for st in states], dtype=np.int64)
         J.AL[:] = lens
         rows = np.repeat(np.arange(nj), lens)
         cols = np.arange(len(rows)) - np.repeat(np.cumsum(lens) - lens, lens)
@@ -701,7 +707,7 @@ def allocate_free(states: Sequence, keys: Sequence[Hashable], A: int, now: float
                 J.W, J.D, J.LV, J.RT, J.NL, NG, J.AT, J.AG, J.AL, J.E, J.R, J.FEAS, FT, FV,
                 nF, float(now), G, float(S), A, artifact, *_scratch(cap), grants, ends_left)
             break
-        except IndexError:
+        except CapacityError:
             cap *= 4
     cast = _time_caster(now, S)
     out = list(states)
