@@ -135,6 +135,8 @@ def _gpu_seconds(st, sg, m, end):
 @njit(cache=True)
 def _nlev_le(lv, L, v):
     """bisect_right(levels, v): how many of the job's levels are <= v."""
+    if v >= lv[L]:  # saturated: the common case on a large cluster
+        return L
     c = 0
     for k in range(1, L + 1):
         if lv[k] <= v:
@@ -217,10 +219,29 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
         if ln[nseg - 1] == INF and fidx[nseg - 1] == 0:
             raise ValueError("free capacity never reaches the job's smallest level")
         u_top = min(nu, max(1, maxf))
+        # Both level searches start from the grouped candidate: levels whose total
+        # (grouped by floor level) falls short of W by more than 1e-9 relative cannot
+        # reach it sequentially either (efplan._plan_core)
+        need = W * (1.0 - 1e-9)
+        if nseg + L + 1 > ln.shape[0]:
+            raise CapacityError("scratch capacity")
+        lsum = ln[nseg:nseg + L + 1]  # summed lengths per floor level, in segment order
+        lsum[:] = 0.0
+        for k in range(nseg):
+            lsum[fidx[k]] += ln[k]
+        lsum[0] = 0.0  # no GPUs, no iterations (and no inf * 0)
+        u_c = 1
+        while u_c < u_top:
+            tot = 0.0
+            for f in range(L + 1):
+                tot += rt[f if f < u_c else u_c] * lsum[f]
+            if tot >= need:
+                break
+            u_c += 1
         if ln[nseg - 1] > 0:
             # efplan._plan_found: the first level from 1 up, used when the job finishes
             # before D^ (nothing is changed otherwise)
-            u, kP = _search(W, fidx, ln, nseg, rt, 1, u_top)
+            u, kP = _search(W, fidx, ln, nseg, rt, u_c, u_top)
             if u:
                 Wf = W
                 fin = -1
@@ -257,22 +278,7 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
                     n, m = _finish(T, V, n, k, lv[f], E, at, ag, fin + 1, fin + 1 < nseg,
                                    trail_t, commit)
                     return n, m, E, R, R <= D, Dh
-        # Step 2: the level search starts from the grouped candidate: levels whose total
-        # (grouped by floor level) falls short of W by more than 1e-9 relative cannot
-        # reach it sequentially either (efplan._plan_core)
-        need = W * (1.0 - 1e-9)
-        lsum = np.zeros(L + 1)  # summed lengths per floor level, in segment order
-        for k in range(nseg):
-            lsum[fidx[k]] += ln[k]
-        lsum[0] = 0.0  # no GPUs, no iterations (and no inf * 0)
-        u_c = 1
-        while u_c < u_top:
-            tot = 0.0
-            for f in range(L + 1):
-                tot += rt[f if f < u_c else u_c] * lsum[f]
-            if tot >= need:
-                break
-            u_c += 1
+        # Step 2: the level search, from the same candidate
         u_found, kP = _search(W, fidx, ln, nseg, rt, u_c, u_top)
         u_prev = u_found - 1 if u_found else u_top
         for idx in range(nseg):
@@ -363,8 +369,9 @@ def _whatif(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S, arti
     """The what-if plan of 2.7 step 2 into ``wt``/``wg``, its profile into ``T``/``V``.
 
     Returns ``(n, plan length, E, R, feasible, t1, horizon)``: the result depends on F
-    only through ``t1`` and F on ``(now, horizon]`` (``horizon = inf``: it also reads
-    ``F(now)``, never reuse it)."""
+    only through ``t1`` and F on ``[t1, horizon]`` (its values there and its breakpoints
+    in ``(t1, horizon]``): the first segment ``[now, t1)`` is forced to ``g2`` and the
+    rest is planned from ``t1`` on."""
     for k in range(nF):
         T[k] = FT[k]
         V[k] = FV[k]
@@ -394,7 +401,7 @@ def _whatif(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S, arti
         if commit:
             n = _reserve(T, V, n, i0, g2, E)
             n = _compress_from(T, V, n, 0)
-        return n, 1, E, R, R <= D, t1, INF
+        return n, 1, E, R, R <= D, t1, t1
     if not artifact and now < Dh and Dh < t1:
         V[i0 + 1] -= g2
     V[i0] -= g2
@@ -403,12 +410,7 @@ def _whatif(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S, arti
     for k in range(m):
         wt[k + 1] = xt[k]
         wg[k + 1] = xg[k]
-    # F'(t1) = F(now) + own plan when no breakpoint of F lies in (now, t1]
-    iF = np.searchsorted(FT[:nF], now, side="right")
-    tF1 = FT[iF] if iF < nF else INF
-    if t1 < tF1:
-        hz = INF
-    elif t1 > hz:
+    if t1 > hz:
         hz = t1
     return n, _compress_steps(wt, wg, m + 1), E, R, ok, t1, hz
 
@@ -462,33 +464,31 @@ def _t1_now(FT, FV, nF, at, ag, alen, aend, now, Dh):
 
 
 @njit(cache=True)
-def _first_change(t_old, v_old, no, t_new, v_new, nn, now):
-    """Earliest time > now where two profiles differ in a breakpoint or its value."""
-    i = np.searchsorted(t_old[:no], now, side="right")
-    j = np.searchsorted(t_new[:nn], now, side="right")
-    while i < no and j < nn:
-        a = t_old[i]
-        b = t_new[j]
-        if a != b:
-            return a if a < b else b
-        if v_old[i] != v_new[j]:
-            return a
+def _same_on(ta, va, na, tb, vb, nb, a, b):
+    """Whether two profiles are equal on ``[a, b]``: the same value at ``a`` and the same
+    breakpoints, with the same values, in ``(a, b]`` (``a`` not before either's start)."""
+    i = np.searchsorted(ta[:na], a, side="right")
+    j = np.searchsorted(tb[:nb], a, side="right")
+    if va[i - 1] != vb[j - 1]:
+        return False
+    while True:
+        x = ta[i] if i < na else INF
+        y = tb[j] if j < nb else INF
+        if x > b and y > b or x == INF and y == INF:
+            return True
+        if x != y or va[i] != vb[j]:
+            return False
         i += 1
         j += 1
-    if i < no:
-        return t_old[i]
-    if j < nn:
-        return t_new[j]
-    return INF
 
 
 @njit(cache=True)
 def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF, now, G,
                    S, A, artifact, T, V, wt, wg, xt, xg, fidx, ln, grants, ends_left):
-    """The grant loop of 2.7, with the reference's own reuse rule: a job's ``m`` is kept
-    after a grant when its what-if read F only on ``(now, horizon]``, F did not change
-    there, and its ``t1`` is the same (efplan.allocate_free, ``cache=True`` off the fast
-    path).
+    """The grant loop of 2.7. A job's ``m`` is kept across a grant when the grant left
+    everything its what-if read unchanged: its ``t1``, and F on ``[t1, horizon]`` (see
+    :func:`_whatif`); checked grant by grant, so a kept ``m`` is the one a fresh what-if
+    would give (and the loop's result the literal reference's).
 
     Updates the job arrays and ``FT``/``FV`` in place. Returns ``(order, grant count,
     ends_left count, nF)``; ``grants[k] = (job, old, new)``."""
@@ -499,12 +499,14 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
         cur[i] = _gpu_seconds(AT[i], AG[i], AL[i], END[i])
         DH[i] = _align(now, D[i], S)
     m = np.empty(nj)
-    HZ = np.full(nj, INF)  # what-if horizon; inf: no reusable what-if
+    HZ = np.full(nj, INF)  # what-if horizon and t1, valid where KEEP
     T1 = np.full(nj, INF)
-    changed_at = -INF
-    for i in range(nj):
-        m[i] = _eval(i, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A,
-                     artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, DH, changed_at, m)
+    KEEP = np.zeros(nj, dtype=np.bool_)
+    OT = np.empty(FT.shape[0])  # F before the last grant
+    OV = np.empty(FV.shape[0], dtype=np.int64)
+    nO = 0
+    _eval_all(False, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A,
+              artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, KEEP, DH, OT, OV, nO, m)
     order = np.arange(nj)
     _stable_sort_desc(order, m)
     ng = 0
@@ -525,7 +527,10 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
                                         True)
         if n > FT.shape[0] or wl > AT.shape[1]:
             raise CapacityError("profile capacity")
-        changed_at = _first_change(FT, FV, nF, T, V, n, now)
+        for k in range(nF):
+            OT[k] = FT[k]
+            OV[k] = FV[k]
+        nO = nF
         for k in range(n):
             FT[k] = T[k]
             FV[k] = V[k]
@@ -539,7 +544,7 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
         REND[pick] = r
         FEAS[pick] = ok
         NG[pick] = g2
-        HZ[pick] = INF
+        KEEP[pick] = False
         cur[pick] = _gpu_seconds(AT[pick], AG[pick], wl, e)
         A -= g2 - g
         grants[ng, 0] = pick
@@ -549,37 +554,47 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
         if e != old_end:
             ends_left[ne] = old_end
             ne += 1
-        for i in range(nj):
-            # [ARTIFACT] only jobs below their top level are re-evaluated
-            if not artifact or _next_level(LV[i], NL[i], NG[i]) != NG[i]:
-                m[i] = _eval(i, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G,
-                             S, A, artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, DH,
-                             changed_at, m)
+        # [ARTIFACT] only jobs below their top level are re-evaluated
+        _eval_all(artifact, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A,
+                  artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, KEEP, DH, OT, OV,
+                  nO, m)
         _stable_sort_desc(order, m)
     return order, ng, ne, nF
 
 
 @njit(cache=True)
-def _eval(i, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A, artifact,
-          T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, DH, changed_at, m):
-    """m_j of 2.7 step 3 for job i (its what-if reused when the rule allows)."""
-    g = NG[i]
-    g2 = _next_level(LV[i], NL[i], g)
-    if g2 == g or g2 - g > A:
-        HZ[i] = INF
-        return -INF
-    if g == 0:
-        HZ[i] = INF
-        return INF
-    if HZ[i] < changed_at and _t1_now(FT, FV, nF, AT[i], AG[i], AL[i], END[i], now,
-                                       DH[i]) == T1[i]:
-        return m[i]
-    n, wl, e, r, ok, t1, hz = _whatif(W[i], D[i], LV[i], RT[i], NL[i], g2, AT[i], AG[i],
-                                      AL[i], END[i], now, FT, FV, nF, G, S, artifact, T, V,
-                                      wt, wg, xt, xg, fidx, ln, False)
-    HZ[i] = hz
-    T1[i] = t1
-    return (_gpu_seconds(wt, wg, wl, e) - cur[i]) / (g2 - g)
+def _eval_all(below_top_only, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S,
+              A, artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, KEEP, DH, OT, OV, nO,
+              m):
+    """m_j of 2.7 step 3 for every job (only those below their top level when
+    ``below_top_only``). A job's ``m`` is kept when its last what-if's inputs are
+    unchanged since the last grant (``OT``/``OV``: F before it), else a new what-if is
+    planned. The cheap cases stay in this loop: a numba call with this many arrays costs
+    more than they do."""
+    for i in range(W.shape[0]):
+        g = NG[i]
+        g2 = g
+        for k in range(1, NL[i] + 1):  # _next_level
+            if LV[i, k] > g:
+                g2 = LV[i, k]
+                break
+        if below_top_only and g2 == g:
+            continue
+        if g2 == g or g2 - g > A:
+            KEEP[i] = False
+            m[i] = -INF
+        elif g == 0:
+            KEEP[i] = False
+            m[i] = INF
+        elif not (KEEP[i] and _t1_now(FT, FV, nF, AT[i], AG[i], AL[i], END[i], now, DH[i])
+                  == T1[i] and _same_on(OT, OV, nO, FT, FV, nF, T1[i], HZ[i])):
+            n, wl, e, r, ok, t1, hz = _whatif(W[i], D[i], LV[i], RT[i], NL[i], g2, AT[i],
+                                              AG[i], AL[i], END[i], now, FT, FV, nF, G, S,
+                                              artifact, T, V, wt, wg, xt, xg, fidx, ln, False)
+            HZ[i] = hz
+            T1[i] = t1
+            KEEP[i] = True
+            m[i] = (_gpu_seconds(wt, wg, wl, e) - cur[i]) / (g2 - g)
 
 
 @njit(cache=True)
