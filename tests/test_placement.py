@@ -280,6 +280,28 @@ def test_a_failed_place_changes_nothing(ops: list[tuple[bool, int]]) -> None:
             assert (p.class_lists(), p.free_nodes(), p.placements(), p.free_gpus()) == before
 
 
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.sampled_from((1, 1, 2, 2, 4, 4, 8, 12, 16, 24, 32, 3, 0)), max_size=60),
+       nodes=st.integers(1, 12), gpn=st.sampled_from([4, 8]))
+def test_place_all_equals_the_placer_step_by_step(sizes: list[int], nodes: int, gpn: int) -> None:
+    """place_all (bare counters from an empty cluster) returns exactly what BuddyPlacer
+    gives placing the same jobs one by one, ids and order, and fails exactly when it does
+    (unsupported sizes, fragmentation), with the placer's error."""
+    c = ClusterSpec(name="t", num_switch=1, nodes_per_switch=nodes, gpus_per_node=gpn)
+    seq = [(f"j{i}", g) for i, g in enumerate(sizes)]
+    placer = BuddyPlacer(c)
+    try:
+        for key, g in seq:
+            placer.place(key, g)
+    except PlacementError as e:
+        with pytest.raises(type(e), match=str(e).split(":")[0]):
+            place_all(c, seq)
+        return
+    got = place_all(c, seq)
+    assert got == placer.placements() and list(got) == list(placer.placements())
+    assert_consistent(c, got)
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), size=st.sampled_from([1, 3, 64]))
 def test_placement_memo_equals_placing_from_scratch(data, size: int) -> None:

@@ -296,10 +296,61 @@ def place_all(
     What every ``elastic`` policy does each instant (release all, re-place). Returns
     ``job_key -> GPU ids`` in placement order. Raises like :meth:`BuddyPlacer.place`.
     """
-    placer = BuddyPlacer(cluster)
-    for key, g in sizes_in_order:
+    seq = list(sizes_in_order)
+    gpn = cluster.gpus_per_node
+    starts = _starts_from_empty([g for _, g in seq], cluster.num_nodes, gpn)
+    if starts is not None and len({k for k, _ in seq}) == len(seq):
+        return {k: tuple(range(a, a + g)) for (k, g), a in zip(seq, starts)}
+    placer = BuddyPlacer(cluster)  # bad input: the placer raises the error, naming the job
+    for key, g in seq:
         placer.place(key, g)
     return placer.placements()
+
+
+def _starts_from_empty(sizes: Sequence[int], num_nodes: int, gpn: int) -> list[int] | None:
+    """:meth:`BuddyPlacer.place` of each size in turn from an empty cluster, on bare
+    counters: the first GPU id each job gets (``None`` if a placement would fail).
+
+    From an empty cluster nothing is released, so every node set is a run of
+    consecutive nodes taken from the front of the free list and its positions fill
+    without holes: a job's ids are ``g`` consecutive ids from ``first node * gpn +
+    util before it``. The class lists, their ``util`` order and the put-backs are the
+    placer's own; only the bookkeeping of job keys and slots is left out (the result
+    is checked against the placer by a property test).
+    """
+    util: list[int] = []
+    cap: list[int] = []
+    first: list[int] = []  # first GPU id of each node set
+    classes: dict[int, list[int]] = {k: [] for k in CLASS_KEYS}
+    by_util = util.__getitem__
+    next_node = 0
+    out = []
+    for g in sizes:
+        if type(g) is not int or g not in _KEY_SET:
+            return None
+        ns = -1
+        for k in ((g,) + _LARGER[g]) if classes[g] else _LARGER[g]:
+            lst = classes[k]
+            if lst:
+                s = lst.pop(0)
+                if util[s] + g <= cap[s]:
+                    ns = s
+                    break
+                bisect.insort_right(lst, s, key=by_util)  # tried, put back
+        if ns < 0:
+            need = -(-g // gpn)
+            if need > num_nodes - next_node:
+                return None
+            ns = len(util)
+            util.append(0)
+            cap.append(need * gpn)
+            first.append(next_node * gpn)
+            next_node += need
+        out.append(first[ns] + util[ns])
+        util[ns] += g
+        k = file_key(cap[ns] - util[ns])
+        bisect.insort_right(classes[g if k is None else k], ns, key=by_util)
+    return out
 
 
 

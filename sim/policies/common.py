@@ -39,7 +39,7 @@ def place(snap: Snapshot, want: dict[str, int], *, artifact: bool,
             order = gdesc_placement_order(list(want.items()))
             placed = (memo.place_all(snap.cluster, order) if memo is not None
                       else place_all(snap.cluster, order))
-            return {jid: tuple(sorted(gpus)) for jid, gpus in placed.items()}
+            return placed  # ids come ascending
         except FragmentationError:
             pass  # list-order placement can fragment (POLICIES.md 9.1 step 4)
     return sticky_place(snap, want, order=sorted(want, key=lambda j: -want[j]))

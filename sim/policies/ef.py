@@ -271,9 +271,8 @@ class _EfBase(Policy):
 
     def _place(self, snap: Snapshot, want: list[tuple[str, int]]) -> dict[str, tuple[int, ...]]:
         if self.artifact:
-            placed = place_all(snap.cluster, ef_placement_order(
+            return place_all(snap.cluster, ef_placement_order(  # ids come ascending
                 want, snap.cluster.gpus_per_node, sort_big=self.ADMISSION))
-            return {k: tuple(sorted(g)) for k, g in placed.items()}
         return sticky_place(snap, dict(want), order=[k for k, _ in want])
 
 
