@@ -124,15 +124,20 @@ class _EfBase(Policy):
         self._started: dict[str, None] = {}  # started jobs, in start order (ef's list)
         self._static: dict[str, PlanJob] = {}
         self._last_plan: tuple | None = None  # (snapshot, ids, plan_all result)
+        self._now_jobs: dict[str, PlanJob] = {}  # planning views of the current instant
 
     # -- helpers -----------------------------------------------------------------
     def _job(self, snap: Snapshot, j: JobView) -> PlanJob:
+        now = self._now_jobs.get(j.job_id)  # this instant's view (work = iter_left)
+        if now is not None:
+            return now
         base = self._static.get(j.job_id)
         if base is None:
             s = j.spec
             base = ef_plan_job(snap.table, s.model, s.batch_size, s.job_id, s.deadline_s)
             self._static[j.job_id] = base
-        return _with_work(base, max(j.iter_left, 0.0))
+        now = self._now_jobs[j.job_id] = _with_work(base, max(j.iter_left, 0.0))
+        return now
 
     def _clean_key(self, index: dict[str, JobView]):
         def key(jid: str):
@@ -195,6 +200,7 @@ class _EfBase(Policy):
             self._static.pop(jid, None)
             self._started.pop(jid, None)
         self._last_plan = None
+        self._now_jobs = {}
         order = [jid for jid in self._order if jid in index]
         arrivals = [j.job_id for j in snap.arrivals]
         declined: list[str] = []
