@@ -95,7 +95,7 @@ class PoolExecutor(TaskExecutor):
             rule = p.spec.join
             if p.joined_s is not None:
                 continue
-            if rule.after != "start" and self.counts[rule.after] < rule.count:
+            if not rule.fired(self.counts):
                 continue
             p.joined_s = self.now + rule.delay_s
             for i in range(p.spec.workers):

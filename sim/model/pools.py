@@ -38,6 +38,10 @@ class JoinRule:
     count: int = 0
     delay_s: float = 0.0
 
+    def fired(self, counts: dict[str, int]) -> bool:
+        """Whether the rule's event has happened, given the run's event counts so far."""
+        return self.after == "start" or counts[self.after] >= self.count
+
 
 @dataclass(frozen=True, slots=True)
 class PoolSpec:

@@ -696,7 +696,7 @@ class RealExecutor:
             rule = p.spec.join
             if p.joined_s is not None:
                 continue
-            if rule.after != "start" and self.counts[rule.after] < rule.count:
+            if not rule.fired(self.counts):
                 continue
             p.joined_s = now + rule.delay_s
             name = p.spec.name
