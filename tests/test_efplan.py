@@ -734,7 +734,7 @@ def test_allocate_free_cache_is_exact(data: st.DataObject, G: int, S: int, now: 
         t += S
 
 
-# The cache contract of allocate_free, tested on the private what-if directly: a what-if
+# The reuse contract of the compiled allocate_free, tested on the reference what-if: a what-if
 # that does not read F(now) depends only on F's breakpoints and values on (now, horizon].
 
 
@@ -757,7 +757,7 @@ def test_whatif_reads_only_its_window(data: st.DataObject, G: int, S: int, now: 
     state = JobAlloc(job, g, compress_steps(alloc), now + k_end * S, now + k_end * S)
     F1 = data.draw(grid_profiles(G, now, S))
     w1 = _whatif(state, next_level(job.levels, g), now, F1, G, S)
-    assert _whatif_t1(state, now, F1, S) == w1.t1  # the cheap check allocate_free uses
+    assert _whatif_t1(state, now, F1, S) == w1.t1  # the cheap t1 check (efjit._t1_now)
     if w1.reads_now:  # allocate_free never reuses these: every grant changes F(now)
         assert w1.horizon == INF
 

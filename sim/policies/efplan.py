@@ -396,10 +396,11 @@ def allocate_free(
     plans the remaining work from ``t1`` (level search from the smallest level).
 
     ``cache=True`` (default) runs the compiled port (:func:`sim.policies.efjit.allocate_free`),
-    which also keeps a job's ``m`` across a grant when its what-if read ``F`` only on
-    ``(now, horizon]``, ``F`` did not change there and its ``t1`` is the same; the result
-    is identical to ``cache=False``, the literal reference below (property-tested, and
-    replayed on whole traces by ``bench/ef_replay.py``).
+    which also keeps a job's ``m`` across a grant when the grant changed nothing its
+    what-if read (its ``t1``, and ``F`` on ``[t1, horizon]``); the result is identical to
+    ``cache=False``, the literal reference below (property-tested, and replayed on whole
+    traces by ``bench/ef_replay.py``). The reference also runs when the port rejects the
+    input, to raise the error naming the job.
 
     [ARTIFACT] ``m_j`` is the *increase* in planned GPU time per extra GPU and the order is
     descending (largest increase first), and 0-GPU jobs (``+inf``) take leftovers before any
@@ -446,9 +447,7 @@ def allocate_free(
 
     cur_gs = [gpu_seconds(st.alloc, st.end) for st in states]
     m: list[float] = [0.0] * n
-    whatif: list[_WhatIf | None] = [None] * n
-    changed_at = -INF  # first time > now where F changed in the last grant (-inf: all stale)
-    version = 0  # grants committed so far; a what-if's profile is only valid at its version
+    whatif: list[_WhatIf | None] = [None] * n  # each at the current F (0-GPU jobs: none)
 
     def evaluate(i: int) -> None:
         st = states[i]
@@ -461,13 +460,8 @@ def allocate_free(
             m[i] = INF
             whatif[i] = None
         else:
-            w = whatif[i]
-            if w is None or not (cache and w.horizon < changed_at
-                                 and _whatif_t1(st, now, F, S) == w.t1):
-                w = _whatif(st, g2, now, F, G, S, artifact)
-                w.version = version
-                whatif[i] = w
-                m[i] = (gpu_seconds(w.alloc, w.end) - cur_gs[i]) / (g2 - g)
+            w = whatif[i] = _whatif(st, g2, now, F, G, S, artifact)
+            m[i] = (gpu_seconds(w.alloc, w.end) - cur_gs[i]) / (g2 - g)
 
     for i in range(n):
         evaluate(i)
@@ -481,17 +475,13 @@ def allocate_free(
         st = states[pick]
         g = st.num_gpu
         g2 = next_level(st.job.levels, g)
-        w = whatif[pick]
-        if w is None or w.version != version:  # a reused what-if holds an older profile
-            w = _whatif(st, g2, now, F, G, S, artifact)
-        changed_at = _first_change(F.times, F.values, w.times, w.values, now)
+        w = whatif[pick] or _whatif(st, g2, now, F, G, S, artifact)
         F.times, F.values = w.times, w.values
         states[pick] = replace(
             st, num_gpu=g2, alloc=w.alloc, end=w.end, real_end=w.real_end, feasible=w.feasible
         )
         cur_gs[pick] = gpu_seconds(w.alloc, w.end)
         whatif[pick] = None
-        version += 1
         A -= g2 - g
         grants.append((st.job.key, g, g2))
         if w.end != st.end:
@@ -1031,7 +1021,6 @@ class _WhatIf:
     horizon: float  # F was read on (now, horizon]; inf if reads_now (never reusable)
     reads_now: bool  # the result also depends on the value F(now)
     t1: float = INF  # end of the forced first segment (depends on F(now) via compression)
-    version: int = 0  # allocate_free's grant count when computed (times/values match it)
 
 
 def _whatif(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float,
@@ -1136,26 +1125,3 @@ def _add_back(
         i = _ensure(times, values, lo)
         e = _ensure(times, values, hi) if hi != INF else len(times)
         values[i:e] = map(add, values[i:e], repeat(g, e - i))
-
-
-def _first_change(
-    t_old: list[float], v_old: list[int], t_new: list[float], v_new: list[int], now: float
-) -> float:
-    """Earliest time ``> now`` where two profiles differ in a breakpoint or its value
-    (``inf`` if they agree on ``(now, inf)``; the value at ``now`` itself is ignored)."""
-    i = bisect_right(t_old, now)
-    j = bisect_right(t_new, now)
-    no, nn = len(t_old), len(t_new)
-    while i < no and j < nn:
-        a, b = t_old[i], t_new[j]
-        if a != b:
-            return a if a < b else b
-        if v_old[i] != v_new[j]:
-            return a
-        i += 1
-        j += 1
-    if i < no:
-        return t_old[i]
-    if j < nn:
-        return t_new[j]
-    return INF
