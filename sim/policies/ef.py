@@ -128,16 +128,16 @@ class _EfBase(Policy):
 
     # -- helpers -----------------------------------------------------------------
     def _job(self, snap: Snapshot, j: JobView) -> PlanJob:
-        now = self._now_jobs.get(j.job_id)  # this instant's view (work = iter_left)
-        if now is not None:
-            return now
+        view = self._now_jobs.get(j.job_id)  # this instant's view (work = iter_left)
+        if view is not None:
+            return view
         base = self._static.get(j.job_id)
         if base is None:
             s = j.spec
             base = ef_plan_job(snap.table, s.model, s.batch_size, s.job_id, s.deadline_s)
             self._static[j.job_id] = base
-        now = self._now_jobs[j.job_id] = _with_work(base, max(j.iter_left, 0.0))
-        return now
+        view = self._now_jobs[j.job_id] = _with_work(base, max(j.iter_left, 0.0))
+        return view
 
     def _clean_key(self, index: dict[str, JobView]):
         def key(jid: str):
