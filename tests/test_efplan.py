@@ -837,3 +837,18 @@ def test_whatif_that_finishes_in_its_forced_segment_after_the_deadline_holds_g2_
         assert fr.grants == [(1, 1, 2)]
         assert_consistent(fr.F, [(s.alloc, s.end) for s in fr.jobs], 4, 0)
         assert fr.F.value_at(2) == 1
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_late_job_alone_grows_without_a_first_segment_end(cache: bool) -> None:
+    """A late job (D^ <= now) whose F + own plan never changes after now: its forced first
+    segment has no end (it used to start the remainder at D^ = 0, before now, and raise;
+    found by Hypothesis). It runs g' until it is done and stays infeasible."""
+    job = PlanJob(key="j", work=1, deadline=0, levels=(1, 2), rate=(0.25, 0.25), max_gpu=2)
+    st = JobAlloc(job, 1, [(60, 1)], 120, 120)
+    F = Profile.from_pairs({60: 15, 120: 16})
+    res = allocate_free([st], 60, F, 16, 60, cache=cache)
+    assert res.grants == [("j", 1, 2)]
+    got = res.jobs[0]
+    assert (got.alloc, got.end, got.real_end, got.feasible) == ([(60, 2)], 120, 64, False)
+    assert F == Profile.from_pairs({60: 14, 120: 16})

@@ -379,7 +379,8 @@ def _whatif(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S, arti
     i0, n = _ensure(T, V, n, now)
     n = _compress_from(T, V, n, i0)
     Dh = _align(now, D, S)
-    t1 = T[i0 + 1] if i0 + 1 < n else Dh
+    # no change after now: the first segment runs to D^, or on without end for a late job
+    t1 = T[i0 + 1] if i0 + 1 < n else (Dh if Dh > now else INF)
     r = rt[_nlev_le(lv, L, g2)]
     d = math.ceil(W / r)
     if t1 != INF and r * (t1 - now) >= W:
@@ -498,6 +499,8 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
     for i in range(nj):
         cur[i] = _gpu_seconds(AT[i], AG[i], AL[i], END[i])
         DH[i] = _align(now, D[i], S)
+        if DH[i] <= now:  # a late job's first segment ends at no D^ (see _whatif)
+            DH[i] = INF
     m = np.empty(nj)
     HZ = np.full(nj, INF)  # what-if horizon and t1, valid where KEEP
     T1 = np.full(nj, INF)

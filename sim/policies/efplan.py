@@ -1045,7 +1045,9 @@ def _whatif(st: JobAlloc, g2: int, now: float, F: Profile, G: int, S: float,
     i0 = _ensure(times, values, now)
     _compress_from(times, values, i0)
     Dh = align(now, D, S)
-    t1 = times[i0 + 1] if i0 + 1 < len(times) else Dh
+    # no change after now: the first segment runs to D^, or on without end for a late job
+    # (D^ <= now would start the remainder in the past)
+    t1 = times[i0 + 1] if i0 + 1 < len(times) else (Dh if Dh > now else INF)
     r = job.rate_at(g2)
     W = job.work
     d = math.ceil(W / r)
@@ -1095,7 +1097,8 @@ def _whatif_t1(st: JobAlloc, now: float, F: Profile, S: float) -> float:
             break
         if F.value_at(t) + own(t) != base:
             return t
-    return align(now, st.job.deadline, S)
+    Dh = align(now, st.job.deadline, S)
+    return Dh if Dh > now else INF
 
 
 def _compress_from(times: list[float], values: list[int], i0: int) -> None:
