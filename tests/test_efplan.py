@@ -852,3 +852,53 @@ def test_late_job_alone_grows_without_a_first_segment_end(cache: bool) -> None:
     got = res.jobs[0]
     assert (got.alloc, got.end, got.real_end, got.feasible) == ([(60, 2)], 120, 64, False)
     assert F == Profile.from_pairs({60: 14, 120: 16})
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data(), G=st.sampled_from([8, 16, 64, 1024]), S=st.sampled_from([1, 60, 240]),
+       now=nows)
+def test_compiled_whatif_for_m_equals_the_whatif(data: st.DataObject, G: int, S: int,
+                                                 now: int) -> None:
+    """``efjit._whatif_m`` (the one-pass what-if the m loop runs) gives the plan, ends, t1 and
+    horizon of ``efjit._whatif(commit=False)``, which copies F, adds the plan back,
+    compresses and inserts; late, best-effort and uneven (unaligned) plans included."""
+    import numpy as np
+
+    from sim.policies import efjit
+
+    job = data.draw(plan_jobs(now=now, first_level_one=True))
+    growable = [g for g in job.levels if g < G and next_level(job.levels, g) != g]
+    if not growable:
+        return
+    g = data.draw(st.sampled_from(growable))
+    start = now - data.draw(st.sampled_from([0, 0, S, 7]))
+    steps = [(start, g)]
+    for _ in range(data.draw(st.integers(0, 3))):
+        steps.append((steps[-1][0] + data.draw(st.integers(1, 6 * S)),
+                      data.draw(st.sampled_from((0, *job.levels)))))
+    if len(steps) > 1 and steps[1][0] <= now:
+        steps[1] = (now + 1, steps[1][1])
+        steps = steps[:2]
+    end = max(steps[-1][0], now) + data.draw(st.integers(1, 8 * S))
+    F = data.draw(grid_profiles(G, now, S))
+    if data.draw(st.booleans()):  # breakpoints off the slot grid, as after R-based ends
+        extra = data.draw(st.integers(1, 30 * S))
+        F = Profile.from_pairs({**dict(F.items()), now + extra: F.value_at(now + extra)})
+    g2 = next_level(job.levels, g)
+    J = efjit._Jobs([job], 256)
+    at = np.array([t for t, _ in compress_steps(steps)], dtype=np.float64)
+    ag = np.array([v for _, v in compress_steps(steps)], dtype=np.int64)
+    FT = np.array(F.times, dtype=np.float64)
+    FV = np.array(F.values, dtype=np.int64)
+    outs = []
+    for fused in (False, True):  # the reference first
+        sc = efjit._scratch(256)
+        args = (J.W[0], J.D[0], J.LV[0], J.RT[0], J.NL[0], g2, at, ag, len(at), float(end),
+                float(now), FT, FV, len(FT), G, float(S))
+        if fused:
+            wl, e, r, ok, t1, hz = efjit._whatif_m(*args, *sc)
+        else:
+            artifact = data.draw(st.booleans())  # only the committed profile differs
+            _, wl, e, r, ok, t1, hz = efjit._whatif(*args, artifact, *sc, False)
+        outs.append((sc[2][:wl].tolist(), sc[3][:wl].tolist(), e, r, ok, t1, hz))
+    assert outs[1] == outs[0]

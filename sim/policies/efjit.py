@@ -465,6 +465,130 @@ def _t1_now(FT, FV, nF, at, ag, alen, aend, now, Dh):
 
 
 @njit(cache=True)
+def _whatif_m(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S,
+              T, V, wt, wg, xt, xg, fidx, ln):
+    """:func:`_whatif` with ``commit=False`` (the plan only, for ``m``), in one pass: the
+    what-if profile F + own plan is merged from ``t1`` on straight into ``T``/``V``
+    (compressed, with the breakpoints ``D^`` and ``align(t1, D)`` that the reference
+    inserts), instead of copying F, adding the plan back, compressing and inserting.
+    Returns ``(plan length, E, R, feasible, t1, horizon)``, identical to :func:`_whatif`'s."""
+    Dh = _align(now, D, S)
+    # cursor over F and the own plan (held on [its start, aend)) at now
+    i = np.searchsorted(FT[:nF], now, side="right")
+    f = FV[i - 1] if i > 0 else FV[0]
+    j = 0
+    o = 0
+    while j < alen and at[j] <= now:
+        o = ag[j]
+        j += 1
+    ended = aend <= now
+    if ended:
+        o = 0
+    val = f + o
+    t1 = INF
+    while True:  # t1: the first change of F + own after now
+        x_f = FT[i] if i < nF else INF
+        if ended:
+            x_o = INF
+        else:
+            x_o = at[j] if j < alen else INF
+            if aend < x_o:
+                x_o = aend
+        x = x_f if x_f < x_o else x_o
+        if x == INF:
+            break
+        if x_f == x:
+            f = FV[i]
+            i += 1
+        if x_o == x:
+            if x >= aend:
+                o = 0
+                ended = True
+            else:
+                o = ag[j]
+                j += 1
+        if f + o != val:
+            t1 = x
+            val = f + o
+            break
+    if t1 == INF and Dh > now:  # no change after now: the first segment runs to D^
+        t1 = Dh
+        no_change = True
+    else:
+        no_change = False
+    r = rt[_nlev_le(lv, L, g2)]
+    d = math.ceil(W / r)
+    if t1 != INF and r * (t1 - now) >= W:
+        d = min(d, math.ceil(t1 - now))
+    R = now + d
+    E = now + math.ceil(d / S) * S
+    wt[0] = now
+    wg[0] = g2
+    if t1 >= E and R <= D:
+        return 1, E, R, True, t1, t1
+    seg = (D - now) if t1 == Dh else (t1 - now)
+    rest_work = W - r * seg
+    if rest_work <= 0 or t1 == INF:
+        return 1, E, R, R <= D, t1, t1
+    # the profile from t1 on, with the breakpoint D^ (now-aligned) the reference inserts;
+    # align(t1, D) too, which _plan_core would otherwise insert by shifting
+    f1 = Dh if (Dh > t1 and Dh < INF) else INF
+    Dh1 = _align(t1, D, S)
+    f2 = Dh1 if Dh1 > t1 else INF
+    if no_change:  # t1 = D^ is itself a breakpoint the reference inserted
+        val = f + o
+    T[0] = t1
+    V[0] = val
+    n = 1
+    cap = T.shape[0]
+    while True:
+        x_f = FT[i] if i < nF else INF
+        if ended:
+            x_o = INF
+        else:
+            x_o = at[j] if j < alen else INF
+            if aend < x_o:
+                x_o = aend
+        x = x_f if x_f < x_o else x_o
+        xf = f1 if f1 < f2 else f2  # next forced breakpoint
+        forced = xf <= x
+        if forced:
+            x = xf
+        if x == INF:
+            break
+        if x_f == x:
+            f = FV[i]
+            i += 1
+        if x_o == x:
+            if x >= aend:
+                o = 0
+                ended = True
+            else:
+                o = ag[j]
+                j += 1
+        if forced:
+            if f1 == x:
+                f1 = INF
+            if f2 == x:
+                f2 = INF
+        if forced or f + o != V[n - 1]:
+            if n >= cap:
+                raise CapacityError("profile capacity")
+            T[n] = x
+            V[n] = f + o
+            n += 1
+    n, m, E, R, ok, hz = _plan_core(rest_work, D, lv, rt, L, t1, T, V, n, G, S, xt, xg,
+                                    fidx, ln, False)
+    for k in range(m):
+        wt[k + 1] = xt[k]
+        wg[k + 1] = xg[k]
+    if t1 > hz:
+        hz = t1
+    return _compress_steps(wt, wg, m + 1), E, R, ok, t1, hz
+
+
+
+@njit(cache=True)
 def _same_on(ta, va, na, tb, vb, nb, a, b):
     """Whether two profiles are equal on ``[a, b]``: the same value at ``a`` and the same
     breakpoints, with the same values, in ``(a, b]`` (``a`` not before either's start)."""
@@ -591,9 +715,9 @@ def _eval_all(below_top_only, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF,
             m[i] = INF
         elif not (KEEP[i] and _t1_now(FT, FV, nF, AT[i], AG[i], AL[i], END[i], now, DH[i])
                   == T1[i] and _same_on(OT, OV, nO, FT, FV, nF, T1[i], HZ[i])):
-            n, wl, e, r, ok, t1, hz = _whatif(W[i], D[i], LV[i], RT[i], NL[i], g2, AT[i],
-                                              AG[i], AL[i], END[i], now, FT, FV, nF, G, S,
-                                              artifact, T, V, wt, wg, xt, xg, fidx, ln, False)
+            wl, e, r, ok, t1, hz = _whatif_m(W[i], D[i], LV[i], RT[i], NL[i], g2, AT[i],
+                                             AG[i], AL[i], END[i], now, FT, FV, nF, G, S,
+                                             T, V, wt, wg, xt, xg, fidx, ln)
             HZ[i] = hz
             T1[i] = t1
             KEEP[i] = True
