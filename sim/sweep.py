@@ -608,8 +608,12 @@ def dask_client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
     main = threading.current_thread() is threading.main_thread()
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        cluster = LocalCluster(n_workers=max(1, workers), processes=True, threads_per_worker=1,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+        # the compiled ef kernels use a thread per core; workers share the cores
+        n = max(1, workers)
+        threads = str(max(1, (os.cpu_count() or 1) // n))
+        cluster = LocalCluster(n_workers=n, processes=True, threads_per_worker=1,
+                               dashboard_address=":0", silence_logs=logging.ERROR,
+                               env={"NUMBA_NUM_THREADS": threads})
     finally:
         if main:
             signal.signal(signal.SIGINT, handler)

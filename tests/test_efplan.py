@@ -896,9 +896,21 @@ def test_compiled_whatif_for_m_equals_the_whatif(data: st.DataObject, G: int, S:
         args = (J.W[0], J.D[0], J.LV[0], J.RT[0], J.NL[0], g2, at, ag, len(at), float(end),
                 float(now), FT, FV, len(FT), G, float(S))
         if fused:
-            wl, e, r, ok, t1, hz = efjit._whatif_m(*args, *sc)
+            wl, e, r, ok, t1, hz, err = efjit._whatif_m(*args, *sc)
+            assert err == 0
         else:
             artifact = data.draw(st.booleans())  # only the committed profile differs
             _, wl, e, r, ok, t1, hz = efjit._whatif(*args, artifact, *sc, False)
         outs.append((sc[2][:wl].tolist(), sc[3][:wl].tolist(), e, r, ok, t1, hz))
     assert outs[1] == outs[0]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_allocate_free_names_the_job_whose_whatif_cannot_fit(cache: bool) -> None:
+    """Bad input found inside a what-if of the m loop (F ends below the job's smallest level):
+    the compiled loop reports it from its threads and the same named error comes out."""
+    job = PlanJob(key="big", work=10_000, deadline=INF, levels=(2, 4, 8), rate=(1.0, 1.5, 2.0),
+                  max_gpu=8)
+    st = JobAlloc(job, 2, [(0, 2)], 6000, 6000)
+    with pytest.raises(ValueError, match="job 'big': free capacity never reaches"):
+        allocate_free([st], 0, Profile.from_pairs({0: 6, 100: 1}), 8, 60, cache=cache)

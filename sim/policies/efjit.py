@@ -28,7 +28,7 @@ import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 INF = math.inf
 
@@ -182,21 +182,47 @@ def _finish(T, V, n, k, a, E, at, ag, na, trail, trail_t, commit):
     return n, m
 
 
+ERR_NEVER_FITS, ERR_CAPACITY, ERR_WALK, ERR_UNREACHABLE = 1, 2, 3, 4
+
+
+@njit(cache=True)
+def _raise_for(err):
+    if err == ERR_CAPACITY:
+        raise CapacityError("profile capacity")
+    if err == ERR_NEVER_FITS:
+        raise ValueError("free capacity never reaches the job's smallest level")
+    if err == ERR_WALK:
+        raise ValueError("best-effort forward walk did not finish")
+    raise ValueError("unreachable: the last segment is unbounded")
+
+
 @njit(cache=True)
 def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
+    """:func:`_plan_core_e`, raising its error."""
+    n, m, E, R, ok, hz, err = _plan_core_e(W, D, lv, rt, L, now, T, V, n, G, S, at, ag,
+                                           fidx, ln, commit)
+    if err:
+        _raise_for(err)
+    return n, m, E, R, ok, hz
+
+
+@njit(cache=True)
+def _plan_core_e(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
     """PLAN of 2.3 on ``(T, V, n)`` (mutated, compressed); the plan goes to ``at``/``ag``.
 
-    Returns ``(n, plan length, E, R, feasible, horizon)``; ``horizon`` is the last time
-    whose breakpoints or values the plan read."""
+    Returns ``(n, plan length, E, R, feasible, horizon, err)``; ``horizon`` is the last
+    time whose breakpoints or values the plan read; ``err`` is 0, or the code of the
+    error :func:`_plan_core` raises (returned, not raised: the m loop runs this in
+    threads, where numba cannot raise)."""
     if W <= 0:
         at[0] = now
         ag[0] = 0
-        return n, 1, now, now, now <= D, now
+        return n, 1, now, now, now <= D, now, 0
     nu = _nlev_le(lv, L, G)
     if nu == 0:
         at[0] = now
         ag[0] = 0
-        return n, 1, INF, INF, False, now
+        return n, 1, INF, INF, False, now, 0
     i0, n = _ensure(T, V, n, now)
     Dh = _align(now, D, S)
     if Dh != INF and Dh > now:
@@ -217,14 +243,14 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
                 maxf = f
             ln[k] = (T[i0 + k + 1] if k + 1 < nseg else D) - T[i0 + k]
         if ln[nseg - 1] == INF and fidx[nseg - 1] == 0:
-            raise ValueError("free capacity never reaches the job's smallest level")
+            return n, 0, INF, INF, False, INF, ERR_NEVER_FITS
         u_top = min(nu, max(1, maxf))
         # Both level searches start from the grouped candidate: levels whose total
         # (grouped by floor level) falls short of W by more than 1e-9 relative cannot
         # reach it sequentially either (efplan._plan_core)
         need = W * (1.0 - 1e-9)
         if nseg + L + 1 > ln.shape[0]:
-            raise CapacityError("scratch capacity")
+            return n, 0, INF, INF, False, INF, ERR_CAPACITY
         lsum = ln[nseg:nseg + L + 1]  # summed lengths per floor level, in segment order
         lsum[:] = 0.0
         for k in range(nseg):
@@ -277,7 +303,7 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
                     trail_t = T[k + 1] if fin + 1 < nseg else 0.0
                     n, m = _finish(T, V, n, k, lv[f], E, at, ag, fin + 1, fin + 1 < nseg,
                                    trail_t, commit)
-                    return n, m, E, R, R <= D, Dh
+                    return n, m, E, R, R <= D, Dh, 0
         # Step 2: the level search, from the same candidate
         u_found, kP = _search(W, fidx, ln, nseg, rt, u_c, u_top)
         u_prev = u_found - 1 if u_found else u_top
@@ -304,11 +330,11 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
                 trail_t = T[k + 1] if idx + 1 < nseg else 0.0
                 n, m = _finish(T, V, n, k, lv[f], E, at, ag, na, idx + 1 < nseg, trail_t,
                                commit)
-                return n, m, E, R, u_found > 0 and R <= D, Dh
+                return n, m, E, R, u_found > 0 and R <= D, Dh, 0
             Wr -= it
             V[k] -= lv[f]
         if Dh == INF:
-            raise ValueError("best-effort forward walk did not finish")
+            return n, 0, INF, INF, False, INF, ERR_WALK
 
     # Step 4.2 / 4.3: segments from D^ on at floor_level(F(t_k)), then the unbounded tail
     for k in range(iD, n):
@@ -323,7 +349,7 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
         if not a:
             if bounded:
                 continue
-            raise ValueError("free capacity never reaches the job's smallest level")
+            return n, 0, INF, INF, False, INF, ERR_NEVER_FITS
         r = rt[ia]
         if bounded:
             seg = T[k + 1] - t
@@ -340,8 +366,8 @@ def _plan_core(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
         R = t + d
         E = _align(now, R, S)
         n, m = _finish(T, V, n, k, a, E, at, ag, na, False, 0.0, commit)
-        return n, m, E, R, False, horizon
-    raise ValueError("unreachable: the last segment is unbounded")
+        return n, m, E, R, False, horizon, 0
+    return n, 0, INF, INF, False, INF, ERR_UNREACHABLE
 
 
 @njit(cache=True)
@@ -471,7 +497,8 @@ def _whatif_m(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S,
     what-if profile F + own plan is merged from ``t1`` on straight into ``T``/``V``
     (compressed, with the breakpoints ``D^`` and ``align(t1, D)`` that the reference
     inserts), instead of copying F, adding the plan back, compressing and inserting.
-    Returns ``(plan length, E, R, feasible, t1, horizon)``, identical to :func:`_whatif`'s."""
+    Returns ``(plan length, E, R, feasible, t1, horizon, err)``, identical to
+    :func:`_whatif`'s; ``err`` as in :func:`_plan_core_e` (this runs in threads)."""
     Dh = _align(now, D, S)
     # cursor over F and the own plan (held on [its start, aend)) at now
     i = np.searchsorted(FT[:nF], now, side="right")
@@ -525,11 +552,11 @@ def _whatif_m(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S,
     wt[0] = now
     wg[0] = g2
     if t1 >= E and R <= D:
-        return 1, E, R, True, t1, t1
+        return 1, E, R, True, t1, t1, 0
     seg = (D - now) if t1 == Dh else (t1 - now)
     rest_work = W - r * seg
     if rest_work <= 0 or t1 == INF:
-        return 1, E, R, R <= D, t1, t1
+        return 1, E, R, R <= D, t1, t1, 0
     # the profile from t1 on, with the breakpoint D^ (now-aligned) the reference inserts;
     # align(t1, D) too, which _plan_core would otherwise insert by shifting
     f1 = Dh if (Dh > t1 and Dh < INF) else INF
@@ -573,18 +600,20 @@ def _whatif_m(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S,
                 f2 = INF
         if forced or f + o != V[n - 1]:
             if n >= cap:
-                raise CapacityError("profile capacity")
+                return 0, INF, INF, False, t1, INF, ERR_CAPACITY
             T[n] = x
             V[n] = f + o
             n += 1
-    n, m, E, R, ok, hz = _plan_core(rest_work, D, lv, rt, L, t1, T, V, n, G, S, xt, xg,
-                                    fidx, ln, False)
+    n, m, E, R, ok, hz, err = _plan_core_e(rest_work, D, lv, rt, L, t1, T, V, n, G, S, xt,
+                                           xg, fidx, ln, False)
+    if err:
+        return 0, E, R, ok, t1, hz, err
     for k in range(m):
         wt[k + 1] = xt[k]
         wg[k + 1] = xg[k]
     if t1 > hz:
         hz = t1
-    return _compress_steps(wt, wg, m + 1), E, R, ok, t1, hz
+    return _compress_steps(wt, wg, m + 1), E, R, ok, t1, hz, 0
 
 
 
@@ -609,15 +638,17 @@ def _same_on(ta, va, na, tb, vb, nb, a, b):
 
 @njit(cache=True)
 def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF, now, G,
-                   S, A, artifact, T, V, wt, wg, xt, xg, fidx, ln, grants, ends_left):
+                   S, A, artifact, T2, V2, wt2, wg2, xt2, xg2, fidx2, ln2, grants, ends_left):
     """The grant loop of 2.7. A job's ``m`` is kept across a grant when the grant left
     everything its what-if read unchanged: its ``t1``, and F on ``[t1, horizon]`` (see
     :func:`_whatif`); checked grant by grant, so a kept ``m`` is the one a fresh what-if
     would give (and the loop's result the literal reference's).
 
     Updates the job arrays and ``FT``/``FV`` in place. Returns ``(order, grant count,
-    ends_left count, nF)``; ``grants[k] = (job, old, new)``."""
+    ends_left count, nF)``; ``grants[k] = (job, old, new)``. The scratch arrays have two
+    rows, one per thread of :func:`_eval_all`; the grant's own what-if uses row 0."""
     nj = W.shape[0]
+    T, V, wt, wg, xt, xg, fidx, ln = T2[0], V2[0], wt2[0], wg2[0], xt2[0], xg2[0], fidx2[0], ln2[0]
     cur = np.empty(nj)
     DH = np.empty(nj)
     for i in range(nj):
@@ -632,8 +663,11 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
     OT = np.empty(FT.shape[0])  # F before the last grant
     OV = np.empty(FV.shape[0], dtype=np.int64)
     nO = 0
+    ERR = np.zeros(nj, dtype=np.int64)
     _eval_all(False, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A,
-              artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, KEEP, DH, OT, OV, nO, m)
+              artifact, T2, V2, wt2, wg2, xt2, xg2, fidx2, ln2, cur, HZ, T1, KEEP, DH, OT, OV,
+              nO, m, ERR)
+    _raise_first(ERR)
     order = np.arange(nj)
     _stable_sort_desc(order, m)
     ng = 0
@@ -683,45 +717,63 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
             ne += 1
         # [ARTIFACT] only jobs below their top level are re-evaluated
         _eval_all(artifact, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A,
-                  artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, KEEP, DH, OT, OV,
-                  nO, m)
+                  artifact, T2, V2, wt2, wg2, xt2, xg2, fidx2, ln2, cur, HZ, T1, KEEP, DH, OT,
+                  OV, nO, m, ERR)
+        _raise_first(ERR)
         _stable_sort_desc(order, m)
     return order, ng, ne, nF
 
 
 @njit(cache=True)
+def _raise_first(ERR):
+    for i in range(ERR.shape[0]):
+        if ERR[i]:
+            _raise_for(ERR[i])
+
+
+@njit(cache=True, parallel=True)
 def _eval_all(below_top_only, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S,
-              A, artifact, T, V, wt, wg, xt, xg, fidx, ln, cur, HZ, T1, KEEP, DH, OT, OV, nO,
-              m):
+              A, artifact, T2, V2, wt2, wg2, xt2, xg2, fidx2, ln2, cur, HZ, T1, KEEP, DH, OT,
+              OV, nO, m, ERR):
     """m_j of 2.7 step 3 for every job (only those below their top level when
     ``below_top_only``). A job's ``m`` is kept when its last what-if's inputs are
     unchanged since the last grant (``OT``/``OV``: F before it), else a new what-if is
     planned. The cheap cases stay in this loop: a numba call with this many arrays costs
-    more than they do."""
-    for i in range(W.shape[0]):
-        g = NG[i]
-        g2 = g
-        for k in range(1, NL[i] + 1):  # _next_level
-            if LV[i, k] > g:
-                g2 = LV[i, k]
-                break
-        if below_top_only and g2 == g:
-            continue
-        if g2 == g or g2 - g > A:
-            KEEP[i] = False
-            m[i] = -INF
-        elif g == 0:
-            KEEP[i] = False
-            m[i] = INF
-        elif not (KEEP[i] and _t1_now(FT, FV, nF, AT[i], AG[i], AL[i], END[i], now, DH[i])
-                  == T1[i] and _same_on(OT, OV, nO, FT, FV, nF, T1[i], HZ[i])):
-            wl, e, r, ok, t1, hz = _whatif_m(W[i], D[i], LV[i], RT[i], NL[i], g2, AT[i],
-                                             AG[i], AL[i], END[i], now, FT, FV, nF, G, S,
-                                             T, V, wt, wg, xt, xg, fidx, ln)
-            HZ[i] = hz
-            T1[i] = t1
-            KEEP[i] = True
-            m[i] = (_gpu_seconds(wt, wg, wl, e) - cur[i]) / (g2 - g)
+    more than they do.
+
+    The jobs are independent, so two threads share them (alternate jobs, each with its
+    own scratch row; on one core they run one after the other). Errors go to ``ERR``
+    (numba cannot raise inside a parallel loop); the caller raises them."""
+    nj = W.shape[0]
+    for c in prange(2):
+        T, V, wt, wg = T2[c], V2[c], wt2[c], wg2[c]
+        xt, xg, fidx, ln = xt2[c], xg2[c], fidx2[c], ln2[c]
+        for i in range(c, nj, 2):
+            g = NG[i]
+            g2 = g
+            for k in range(1, NL[i] + 1):  # _next_level
+                if LV[i, k] > g:
+                    g2 = LV[i, k]
+                    break
+            if below_top_only and g2 == g:
+                continue
+            if g2 == g or g2 - g > A:
+                KEEP[i] = False
+                m[i] = -INF
+            elif g == 0:
+                KEEP[i] = False
+                m[i] = INF
+            elif not (KEEP[i] and _t1_now(FT, FV, nF, AT[i], AG[i], AL[i], END[i], now,
+                                          DH[i]) == T1[i]
+                      and _same_on(OT, OV, nO, FT, FV, nF, T1[i], HZ[i])):
+                wl, e, r, ok, t1, hz, err = _whatif_m(
+                    W[i], D[i], LV[i], RT[i], NL[i], g2, AT[i], AG[i], AL[i], END[i], now, FT,
+                    FV, nF, G, S, T, V, wt, wg, xt, xg, fidx, ln)
+                ERR[i] = err
+                HZ[i] = hz
+                T1[i] = t1
+                KEEP[i] = err == 0
+                m[i] = (_gpu_seconds(wt, wg, wl, e) - cur[i]) / (g2 - g)
 
 
 @njit(cache=True)
@@ -765,10 +817,12 @@ class _Jobs:
         self.FEAS = np.zeros(nj, dtype=np.bool_)
 
 
-def _scratch(cap: int):
-    return (np.empty(cap), np.empty(cap, dtype=np.int64), np.empty(cap),
-            np.empty(cap, dtype=np.int64), np.empty(cap), np.empty(cap, dtype=np.int64),
-            np.empty(cap, dtype=np.int64), np.empty(cap))
+def _scratch(cap: int, rows: int = 0):
+    """Scratch arrays of a what-if (``T, V, wt, wg, xt, xg, fidx, ln``); ``rows`` > 0 gives
+    one row per thread."""
+    shape = (rows, cap) if rows else cap
+    f, i = np.float64, np.int64
+    return tuple(np.empty(shape, dtype=d) for d in (f, i, f, i, f, i, i, f))
 
 
 def _time_caster(now: float, S: float):
@@ -847,7 +901,7 @@ def allocate_free(states: Sequence, keys: Sequence[Hashable], A: int, now: float
         try:
             order, ng, ne, nF = _allocate_free(
                 J.W, J.D, J.LV, J.RT, J.NL, NG, J.AT, J.AG, J.AL, J.E, J.R, J.FEAS, FT, FV,
-                nF, float(now), G, float(S), A, artifact, *_scratch(cap), grants, ends_left)
+                nF, float(now), G, float(S), A, artifact, *_scratch(cap, 2), grants, ends_left)
             break
         except CapacityError:
             cap *= 4
