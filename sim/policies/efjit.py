@@ -826,14 +826,19 @@ def _scratch(cap: int, rows: int = 0):
 
 
 def _time_caster(now: float, S: float):
-    """The reference's times are ints when the caller's clock and slot are ints."""
+    """The reference's times are ints when the caller's clock and slot are ints; ``None``
+    when they are floats (``tolist`` already gives Python floats)."""
     if type(now) is int and type(S) is int:
         return lambda t: int(t) if t != INF and t != -INF else t
-    return float
+    return None
+
+
+def _times(ts: list, cast) -> list:
+    return ts if cast is None else list(map(cast, ts))
 
 
 def _steps_of(AT, AG, i: int, n: int, cast) -> list[tuple[float, int]]:
-    return list(zip(map(cast, AT[i, :n].tolist()), AG[i, :n].tolist()))
+    return list(zip(_times(AT[i, :n].tolist(), cast), AG[i, :n].tolist()))
 
 
 def plan_all(jobs_in_order: Sequence, now: float, G: int, S: float):
@@ -858,13 +863,14 @@ def plan_all(jobs_in_order: Sequence, now: float, G: int, S: float):
             cap *= 4
     cast = _time_caster(now, S)
     F = Profile.__new__(Profile)
-    F.times = list(map(cast, T[:n].tolist()))
+    F.times = _times(T[:n].tolist(), cast)
     F.values = V[:n].tolist()
     results = {}
-    Es, Rs, ok = J.E.tolist(), J.R.tolist(), J.FEAS.tolist()
+    Es, Rs, ok = _times(J.E.tolist(), cast), _times(J.R.tolist(), cast), J.FEAS.tolist()
+    AL = J.AL.tolist()
     for i in order:
-        results[keys[i]] = PlanResult(_steps_of(J.AT, J.AG, i, int(J.AL[i]), cast),
-                                      cast(Es[i]), cast(Rs[i]), ok[i], F)
+        results[keys[i]] = PlanResult(_steps_of(J.AT, J.AG, i, AL[i], cast), Es[i], Rs[i],
+                                      ok[i], F)
     return PlanAllResult(results, [keys[i] for i in order], all(ok), F)
 
 
@@ -907,12 +913,12 @@ def allocate_free(states: Sequence, keys: Sequence[Hashable], A: int, now: float
             cap *= 4
     cast = _time_caster(now, S)
     out = list(states)
-    Es, Rs, ok = J.E.tolist(), J.R.tolist(), J.FEAS.tolist()
+    Es, Rs, ok = _times(J.E.tolist(), cast), _times(J.R.tolist(), cast), J.FEAS.tolist()
     for i in sorted({int(g[0]) for g in grants[:ng]}):
         out[i] = JobAlloc(states[i].job, int(NG[i]), _steps_of(J.AT, J.AG, i, int(J.AL[i]), cast),
-                          cast(Es[i]), cast(Rs[i]), ok[i])
-    F.times = list(map(cast, FT[:nF].tolist()))
+                          Es[i], Rs[i], ok[i])
+    F.times = _times(FT[:nF].tolist(), cast)
     F.values = FV[:nF].tolist()
     return FreeResult(out, [keys[i] for i in order.tolist()],
                       [(keys[k], o, g) for k, o, g in grants[:ng].tolist()], F,
-                      list(map(cast, ends_left[:ne].tolist())))
+                      _times(ends_left[:ne].tolist(), cast))
