@@ -451,19 +451,28 @@ def _next_level(lv, L, g):
 
 
 @njit(cache=True)
+def _cursor(FT, FV, nF, at, ag, alen, aend, t):
+    """F plus a job's own plan (held on ``[its start, aend)``) at ``t``: ``(i, f, j, o,
+    ended)`` = F's next breakpoint and F's value, the plan's next step and its value,
+    and whether the plan has ended."""
+    i = np.searchsorted(FT[:nF], t, side="right")
+    f = FV[i - 1] if i > 0 else FV[0]
+    j = 0
+    o = 0
+    while j < alen and at[j] <= t:
+        o = ag[j]
+        j += 1
+    ended = aend <= t
+    if ended:
+        o = 0
+    return i, f, j, o, ended
+
+
+@njit(cache=True)
 def _t1_now(FT, FV, nF, at, ag, alen, aend, now, Dh):
     """``t1`` the what-if would use now (efplan._whatif_t1): the first time after ``now``
     where F plus the job's own plan (held until ``aend``) changes value, else ``D^``."""
-    i = np.searchsorted(FT[:nF], now, side="right")
-    f = FV[i - 1] if i > 0 else FV[0]
-    j = 0  # own plan: its value at now
-    o = 0
-    while j < alen and at[j] <= now:
-        o = ag[j]
-        j += 1
-    ended = aend <= now
-    if ended:
-        o = 0
+    i, f, j, o, ended = _cursor(FT, FV, nF, at, ag, alen, aend, now)
     base = f + o
     while True:
         x_f = FT[i] if i < nF else INF
@@ -500,52 +509,11 @@ def _whatif_m(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S,
     Returns ``(plan length, E, R, feasible, t1, horizon, err)``, identical to
     :func:`_whatif`'s; ``err`` as in :func:`_plan_core_e` (this runs in threads)."""
     Dh = _align(now, D, S)
-    # cursor over F and the own plan (held on [its start, aend)) at now. This repeats
-    # _t1_now's merge and _whatif's first segment on purpose: sharing them as helper
-    # functions (a cursor, a step, with or without inline="always") made the kernel
-    # 1.4-2x slower on 300 recorded cluster04 calls
-    i = np.searchsorted(FT[:nF], now, side="right")
-    f = FV[i - 1] if i > 0 else FV[0]
-    j = 0
-    o = 0
-    while j < alen and at[j] <= now:
-        o = ag[j]
-        j += 1
-    ended = aend <= now
-    if ended:
-        o = 0
-    val = f + o
-    t1 = INF
-    while True:  # t1: the first change of F + own after now
-        x_f = FT[i] if i < nF else INF
-        if ended:
-            x_o = INF
-        else:
-            x_o = at[j] if j < alen else INF
-            if aend < x_o:
-                x_o = aend
-        x = x_f if x_f < x_o else x_o
-        if x == INF:
-            break
-        if x_f == x:
-            f = FV[i]
-            i += 1
-        if x_o == x:
-            if x >= aend:
-                o = 0
-                ended = True
-            else:
-                o = ag[j]
-                j += 1
-        if f + o != val:
-            t1 = x
-            val = f + o
-            break
-    if t1 == INF and Dh > now:  # no change after now: the first segment runs to D^
-        t1 = Dh
-        no_change = True
-    else:
-        no_change = False
+    # no change after now: the first segment runs to D^, or on without end for a late job
+    t1 = _t1_now(FT, FV, nF, at, ag, alen, aend, now, Dh if Dh > now else INF)
+    # The forced first segment repeats _whatif's, and the merge below _t1_now's, on
+    # purpose: sharing them as helpers called per step (with or without
+    # inline="always") made the kernel 1.4-2x slower on 300 recorded cluster04 calls
     r = rt[_nlev_le(lv, L, g2)]
     d = math.ceil(W / r)
     if t1 != INF and r * (t1 - now) >= W:
@@ -565,10 +533,9 @@ def _whatif_m(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S,
     f1 = Dh if (Dh > t1 and Dh < INF) else INF
     Dh1 = _align(t1, D, S)
     f2 = Dh1 if Dh1 > t1 else INF
-    if no_change:  # t1 = D^ is itself a breakpoint the reference inserted
-        val = f + o
+    i, f, j, o, ended = _cursor(FT, FV, nF, at, ag, alen, aend, t1)
     T[0] = t1
-    V[0] = val
+    V[0] = f + o
     n = 1
     cap = T.shape[0]
     while True:
