@@ -232,16 +232,32 @@ def _plan_core_e(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
     else:
         iD = i0 + np.searchsorted(T[i0:n], Dh)
     nseg = iD - i0
+    maxf = 0
+    for k in range(nseg):
+        f = _nlev_le(lv, L, V[i0 + k])
+        fidx[k] = f
+        if f > maxf:
+            maxf = f
+        ln[k] = (T[i0 + k + 1] if k + 1 < nseg else D) - T[i0 + k]
+    return _plan_segs(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit, nu,
+                      i0, nseg, maxf, Dh, True)
+
+
+ERR_TRUNCATED = 5
+
+
+@njit(cache=True)
+def _plan_segs(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit, nu, i0, nseg,
+               maxf, Dh, full):
+    """The rest of :func:`_plan_core_e`, given its first pass: the ``nseg`` segments
+    before ``D^`` start at ``T[i0]`` and have floor level indices ``fidx`` and lengths
+    ``ln`` (the last one ends at ``D``), and ``maxf`` is the largest index. ``full``:
+    the profile runs on past ``D^``; when it is cut there, a plan that needs the
+    segments after ``D^`` returns ``ERR_TRUNCATED`` instead."""
+    iD = i0 + nseg
     na = 0
     Wr = W
     if nseg:
-        maxf = 0
-        for k in range(nseg):
-            f = _nlev_le(lv, L, V[i0 + k])
-            fidx[k] = f
-            if f > maxf:
-                maxf = f
-            ln[k] = (T[i0 + k + 1] if k + 1 < nseg else D) - T[i0 + k]
         if ln[nseg - 1] == INF and fidx[nseg - 1] == 0:
             return n, 0, INF, INF, False, INF, ERR_NEVER_FITS
         u_top = min(nu, max(1, maxf))
@@ -264,10 +280,13 @@ def _plan_core_e(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
             if tot >= need:
                 break
             u_c += 1
+        searched = False
+        u = kP = 0
         if ln[nseg - 1] > 0:
             # efplan._plan_found: the first level from 1 up, used when the job finishes
             # before D^ (nothing is changed otherwise)
             u, kP = _search(W, fidx, ln, nseg, rt, u_c, u_top)
+            searched = True
             if u:
                 Wf = W
                 fin = -1
@@ -305,7 +324,9 @@ def _plan_core_e(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
                                    trail_t, commit)
                     return n, m, E, R, R <= D, Dh, 0
         # Step 2: the level search, from the same candidate
-        u_found, kP = _search(W, fidx, ln, nseg, rt, u_c, u_top)
+        u_found = u
+        if not searched:
+            u_found, kP = _search(W, fidx, ln, nseg, rt, u_c, u_top)
         u_prev = u_found - 1 if u_found else u_top
         for idx in range(nseg):
             f = fidx[idx]
@@ -337,6 +358,8 @@ def _plan_core_e(W, D, lv, rt, L, now, T, V, n, G, S, at, ag, fidx, ln, commit):
             return n, 0, INF, INF, False, INF, ERR_WALK
 
     # Step 4.2 / 4.3: segments from D^ on at floor_level(F(t_k)), then the unbounded tail
+    if not full:
+        return n, 0, INF, INF, False, INF, ERR_TRUNCATED
     for k in range(iD, n):
         t = T[k]
         bounded = k + 1 < n
@@ -529,53 +552,76 @@ def _whatif_m(W, D, lv, rt, L, g2, at, ag, alen, aend, now, FT, FV, nF, G, S,
     if rest_work <= 0 or t1 == INF:
         return 1, E, R, R <= D, t1, t1, 0
     # the profile from t1 on, with the breakpoint D^ (now-aligned) the reference inserts;
-    # align(t1, D) too, which _plan_core would otherwise insert by shifting
-    f1 = Dh if (Dh > t1 and Dh < INF) else INF
+    # align(t1, D) too, which _plan_core would otherwise insert by shifting. When that
+    # lies ahead, the merge first stops there and does _plan_core_e's first pass (floor
+    # level indices and lengths of the segments before it) as it goes: the plan reads
+    # nothing after it unless the job cannot finish by D (then it is merged again, whole)
     Dh1 = _align(t1, D, S)
-    f2 = Dh1 if Dh1 > t1 else INF
-    i, f, j, o, ended = _cursor(FT, FV, nF, at, ag, alen, aend, t1)
-    T[0] = t1
-    V[0] = f + o
-    n = 1
+    nu = _nlev_le(lv, L, G)
+    cut = Dh1 > t1 and Dh1 < INF and nu > 0
     cap = T.shape[0]
     while True:
-        x_f = FT[i] if i < nF else INF
-        if ended:
-            x_o = INF
-        else:
-            x_o = at[j] if j < alen else INF
-            if aend < x_o:
-                x_o = aend
-        x = x_f if x_f < x_o else x_o
-        xf = f1 if f1 < f2 else f2  # next forced breakpoint
-        forced = xf <= x
-        if forced:
-            x = xf
-        if x == INF:
-            break
-        if x_f == x:
-            f = FV[i]
-            i += 1
-        if x_o == x:
-            if x >= aend:
-                o = 0
-                ended = True
+        f1 = Dh if (Dh > t1 and Dh < INF) else INF
+        f2 = Dh1 if Dh1 > t1 else INF
+        i, f, j, o, ended = _cursor(FT, FV, nF, at, ag, alen, aend, t1)
+        T[0] = t1
+        V[0] = f + o
+        n = 1
+        maxf = 0
+        while True:
+            x_f = FT[i] if i < nF else INF
+            if ended:
+                x_o = INF
             else:
-                o = ag[j]
-                j += 1
-        if forced:
-            if f1 == x:
-                f1 = INF
-            if f2 == x:
-                f2 = INF
-        if forced or f + o != V[n - 1]:
-            if n >= cap:
-                return 0, INF, INF, False, t1, INF, ERR_CAPACITY
-            T[n] = x
-            V[n] = f + o
-            n += 1
-    n, m, E, R, ok, hz, err = _plan_core_e(rest_work, D, lv, rt, L, t1, T, V, n, G, S, xt,
-                                           xg, fidx, ln, False)
+                x_o = at[j] if j < alen else INF
+                if aend < x_o:
+                    x_o = aend
+            x = x_f if x_f < x_o else x_o
+            xf = f1 if f1 < f2 else f2  # next forced breakpoint
+            forced = xf <= x
+            if forced:
+                x = xf
+            if x == INF:
+                break
+            if x_f == x:
+                f = FV[i]
+                i += 1
+            if x_o == x:
+                if x >= aend:
+                    o = 0
+                    ended = True
+                else:
+                    o = ag[j]
+                    j += 1
+            if forced:
+                if f1 == x:
+                    f1 = INF
+                if f2 == x:
+                    f2 = INF
+            if forced or f + o != V[n - 1]:
+                if n >= cap:
+                    return 0, INF, INF, False, t1, INF, ERR_CAPACITY
+                if cut:  # the segment before x is complete
+                    ln[n - 1] = (x if x < Dh1 else D) - T[n - 1]
+                    fv = _nlev_le(lv, L, V[n - 1])
+                    fidx[n - 1] = fv
+                    if fv > maxf:
+                        maxf = fv
+                T[n] = x
+                V[n] = f + o
+                n += 1
+                if cut and x >= Dh1:
+                    break
+        if not cut:
+            n, m, E, R, ok, hz, err = _plan_core_e(rest_work, D, lv, rt, L, t1, T, V, n, G,
+                                                   S, xt, xg, fidx, ln, False)
+            break
+        n, m, E, R, ok, hz, err = _plan_segs(rest_work, D, lv, rt, L, t1, T, V, n, G, S,
+                                             xt, xg, fidx, ln, False, nu, 0, n - 1, maxf,
+                                             Dh1, False)
+        if err != ERR_TRUNCATED:
+            break
+        cut = False
     if err:
         return 0, E, R, ok, t1, hz, err
     for k in range(m):
