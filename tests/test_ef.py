@@ -3,8 +3,6 @@ the behaviour of the policy in both modes."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -125,35 +123,3 @@ def test_clean_mode_keeps_unchanged_jobs_on_their_gpus():
     assert res.summary["deadline_satisfactory_ratio"] == 1.0
 
 
-@pytest.mark.parametrize("artifact", [True, False])
-def test_reusing_the_admission_plan_changes_nothing(monkeypatch, artifact):
-    """ef-accessctrl reuses its admission pass's plan as the final plan when it planned the
-    same jobs in the same order: the run is identical to one that plans again."""
-    from sim.policies.ef import EfAccessCtrl
-
-    calls: list[int] = []
-    orig = EfAccessCtrl._plan
-    monkeypatch.setattr(EfAccessCtrl, "_plan",
-                        lambda self, *a: calls.append(1) or orig(self, *a))
-    reused = run_fig8a("ef-accessctrl", artifact=artifact)
-    n_reused = len(calls)
-    monkeypatch.setattr(EfAccessCtrl, "REUSE_PLAN", False)
-    fresh = run_fig8a("ef-accessctrl", artifact=artifact)
-    assert n_reused < len(calls) - n_reused  # the cache was used
-    for a, b in ((reused.jobs, fresh.jobs), (reused.events, fresh.events)):
-        assert a.to_csv(float_format="%.17g") == b.to_csv(float_format="%.17g")
-
-
-def test_plan_reuse_is_not_fooled_by_a_list_extended_after_planning(monkeypatch):
-    """Clean per-job admission plans the runnable list before the arrivals are appended
-    to it; a best-effort arrival then makes the final list longer than that plan's
-    (found by the property test: the reuse compared against the extended list)."""
-    from sim.policies.ef import EfAccessCtrl
-
-    be = replace(_job(0, 0, 40000, 3000), deadline_s=math.inf, best_effort=True)
-    jobs = [_job(0, 0, 40000, 3000), replace(be, job_id="1", idx=1, submit_s=100)]
-    reused = run("ef-accessctrl", jobs, N1G8, artifact=False)
-    monkeypatch.setattr(EfAccessCtrl, "REUSE_PLAN", False)
-    fresh = run("ef-accessctrl", jobs, N1G8, artifact=False)
-    assert set(reused.jobs.job_id) == {"0", "1"}
-    assert reused.events.to_csv() == fresh.events.to_csv()

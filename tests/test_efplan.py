@@ -700,7 +700,11 @@ def busy_jobs(draw: st.DrawFn, key: object, now: int) -> PlanJob:
 def test_allocate_free_cache_is_exact(data: st.DataObject, G: int, S: int, now: int) -> None:
     """The what-if cache only skips work: same grants, plans, order and F as the literal
     recompute-everything loop. States come from a short replay (plan_all, allocate_free,
-    one slot of progress, repeat) with jobs arriving over time, like real instants."""
+    one slot of progress, repeat) with jobs arriving over time, like real instants.
+    ``efjit.plan_then_free`` (both in one call, no objects between) reads the same."""
+    from sim.policies import efjit
+
+    artifact = data.draw(st.booleans())
     n = data.draw(st.integers(4, 24))
     arrivals = sorted(data.draw(st.lists(st.integers(0, 7), min_size=n, max_size=n)))
     pending = [data.draw(busy_jobs(key=i, now=now)) for i in range(n)]
@@ -715,12 +719,23 @@ def test_allocate_free_cache_is_exact(data: st.DataObject, G: int, S: int, now: 
         by_key = {j.key: j for j in active}
         before = [JobAlloc.from_plan(by_key[k], pa.results[k], t) for k in pa.order]
         F_ref = pa.F.copy()
-        fast = allocate_free(before, t, pa.F, G, S)
-        ref = allocate_free(before, t, F_ref, G, S, cache=False)
+        fast = allocate_free(before, t, pa.F, G, S, artifact=artifact)
+        ref = allocate_free(before, t, F_ref, G, S, cache=False, artifact=artifact)
         assert fast.grants == ref.grants
         assert fast.jobs == ref.jobs
         assert fast.order == ref.order
         assert fast.F == ref.F
+        pf = efjit.plan_then_free(active, t, G, S, artifact)
+        plans = [pa.results[k] for k in pa.order]
+        assert pf.keys == pa.order
+        assert pf.gpus0 == [st.num_gpu for st in before]
+        assert pf.first == [next((s for s, g in r.alloc if g), None) for r in plans]
+        assert pf.real0 == [r.real_end for r in plans]
+        assert pf.gpus == [st.num_gpu for st in ref.jobs]
+        assert pf.end == [st.end for st in ref.jobs]
+        assert pf.real == [st.real_end for st in ref.jobs]
+        assert pf.next == [next((s for s, _ in st.alloc if s > t), None) for st in ref.jobs]
+        assert (pf.order, pf.grants, pf.ends_left) == (ref.order, ref.grants, ref.ends_left)
         # One slot of progress at the allocated size; finished jobs leave.
         active = []
         for s in fast.jobs:

@@ -47,16 +47,12 @@ from sim.model.decision import Decision
 from sim.model.placement import ef_placement_order, place_all
 from sim.model.snapshot import JobView, Snapshot
 from sim.model.throughput import ThroughputTable
+from sim.policies import efjit
 from sim.policies.base import ArtifactTraits, Policy
 from sim.policies.common import sticky_place
 from sim.policies.edf import _with_work
-from sim.policies.efplan import JobAlloc, PlanJob, alloc_at, allocate_free, plan_all
+from sim.policies.efplan import JobAlloc, PlanJob, allocate_free, plan_all
 from sim.registry import register
-
-
-def states_gpus(res, key, now) -> int:
-    """GPUs job ``key`` holds at ``now`` in the planning pass ``res``."""
-    return alloc_at(res.results[key].alloc, now)
 
 INF = math.inf
 
@@ -111,7 +107,6 @@ class _EfBase(Policy):
     Params = EfParams
     WORK = "iterations"
     ADMISSION = True
-    REUSE_PLAN = True  # reuse the admission plan as the final one when identical (tested)
 
     def __init__(self, params=None, *, artifact: bool = False) -> None:
         super().__init__(params, artifact=artifact)
@@ -123,7 +118,6 @@ class _EfBase(Policy):
         self._order: list[str] = []  # runnable list, in the order the artifact keeps it
         self._started: dict[str, None] = {}  # started jobs, in start order (ef's list)
         self._static: dict[str, PlanJob] = {}
-        self._last_plan: tuple | None = None  # (snapshot, ids, plan_all result)
         self._now_jobs: dict[str, PlanJob] = {}  # planning views of the current instant
 
     # -- helpers -----------------------------------------------------------------
@@ -148,19 +142,22 @@ class _EfBase(Policy):
     def _plan(self, snap: Snapshot, index: dict[str, JobView], ids: list[str]):
         G = snap.cluster.num_gpus
         S = snap.slot_s if snap.slot_s > 0 else 1
-        res = plan_all([self._job(snap, index[jid]) for jid in ids], snap.now_s, G, S)
-        self._last_plan = (snap, tuple(ids), res)  # a copy: callers extend their lists
-        return res
+        return plan_all([self._job(snap, index[jid]) for jid in ids], snap.now_s, G, S)
 
-    def _final_plan(self, snap: Snapshot, index: dict[str, JobView], ids: list[str]):
-        """The final plan of the instant: the admission pass's last plan when it planned
-        these very jobs in this very order on this snapshot (plan_all is a pure function
-        of them; the batch admission of an accepted batch always does), else a new one."""
-        last, self._last_plan = self._last_plan, None
-        if (self.REUSE_PLAN and last is not None and last[0] is snap
-                and last[1] == tuple(ids)):
-            return last[2]
-        return self._plan(snap, index, ids)
+    def _plan_then_free(self, snap: Snapshot, jobs: list[PlanJob]):
+        """:func:`~sim.policies.efjit.plan_then_free`; on bad input, the reference planners
+        run to raise the error naming the job."""
+        G = snap.cluster.num_gpus
+        S = snap.slot_s if snap.slot_s > 0 else 1
+        try:
+            return efjit.plan_then_free(jobs, snap.now_s, G, S, self.artifact)
+        except ValueError:
+            res = plan_all(jobs, snap.now_s, G, S, compiled=False)
+            by_key = {j.key: j for j in jobs}
+            states = [JobAlloc.from_plan(by_key[k], res.results[k], snap.now_s)
+                      for k in res.order]
+            allocate_free(states, snap.now_s, res.F, G, S, cache=False, artifact=self.artifact)
+            raise
 
     def _admit(self, snap: Snapshot, index: dict[str, JobView], order: list[str],
                arrivals: list[str]) -> list[str]:
@@ -194,12 +191,9 @@ class _EfBase(Policy):
     def decide(self, snap: Snapshot) -> Decision:
         index = snap.index()
         now = snap.now_s
-        G = snap.cluster.num_gpus
-        S = snap.slot_s if snap.slot_s > 0 else 1
         for jid in snap.finished:
             self._static.pop(jid, None)
             self._started.pop(jid, None)
-        self._last_plan = None
         self._now_jobs = {}
         order = [jid for jid in self._order if jid in index]
         arrivals = [j.job_id for j in snap.arrivals]
@@ -214,48 +208,46 @@ class _EfBase(Policy):
         order += arrivals
         if not self.artifact:
             order.sort(key=self._clean_key(index))
-        # final plan: every runnable job at its minimum satisfactory share (2.5 step 2.4)
-        res = self._final_plan(snap, index, order)
-        states = [JobAlloc.from_plan(self._job(snap, index[k]), res.results[k], now)
-                  for k in res.order]
+        # final plan: every runnable job at its minimum satisfactory share (2.5 step 2.4),
+        # then the leftovers, one level at a time (2.7): both in one compiled call
+        pf = self._plan_then_free(snap, [self._job(snap, index[k]) for k in order])
+        at = {k: i for i, k in enumerate(pf.keys)}
         # pending jobs whose plan gives them GPUs now start (2.5 step 3.1)
         pending_wakes = []
         for k in order:  # arrival order is the artifact's pending-list order
             if k in self._started:
                 continue
-            if states_gpus(res, k, now):
+            if pf.gpus0[at[k]]:
                 self._started[k] = None
             else:
-                first = next((t for t, g in res.results[k].alloc if g), None)
+                first = pf.first[at[k]]
                 if first is not None and first > now:
                     pending_wakes.append(first)
-        # leftovers, one level at a time (2.7); a pending job that gets some starts
-        fr = allocate_free(states, now, res.F, G, S, artifact=self.artifact)
-        for k, old, _new in fr.grants:
+        # a pending job that gets some of the leftovers starts
+        for k, old, _new in pf.grants:
             if not old:
                 self._started.setdefault(k, None)
-        by_key = {st.job.key: st for st in fr.jobs}
-        order = list(fr.order)
+        gpus = dict(zip(pf.keys, pf.gpus))
+        order = list(pf.order)
         if self.ADMISSION:
-            order.sort(key=lambda k: -by_key[k].num_gpu)  # placement sort (2.9), stable
+            order.sort(key=lambda k: -gpus[k])  # placement sort (2.9), stable
             place_order = order
         else:  # ef places its started jobs in start order and keeps the leftover order
             place_order = list(self._started)
         self._order = order
-        want = [(k, by_key[k].num_gpu) for k in place_order if by_key[k].num_gpu > 0]
+        want = [(k, gpus[k]) for k in place_order if gpus[k] > 0]
         alloc = self._place(snap, want)
         # under the preset every runnable job's planned end is declared: the executor
         # parks those of jobs without GPUs (the artifact queues an end event for them)
-        declare = by_key if self.artifact else dict(want)
-        ends = {k: float(by_key[k].end) for k in declare}
+        declare = pf.keys if self.artifact else dict(want)
+        ends = {k: float(pf.end[at[k]]) for k in declare}
         # [ARTIFACT] a leftover grant moves the planned end but not the real end: the
         # exact finish estimate stays the one of the minimum-share plan
-        plan_real = res.results if self.artifact else {}
-        real = {k: float((plan_real[k] if k in plan_real else by_key[k]).real_end)
-                for k in declare}
+        reals = pf.real0 if self.artifact else pf.real
+        real = {k: float(reals[at[k]]) for k in declare}
         # re-plan points (2.5 step 3.4, 2.8): ef-accessctrl asks for the earliest change
         # of any plan; ef for each started job's next change and each pending job's start
-        nxt = {k: next((t for t, _ in by_key[k].alloc if t > now), None) for k in by_key}
+        nxt = dict(zip(pf.keys, pf.next))
         if self.ADMISSION:
             wake = min((t for t in nxt.values() if t is not None), default=None)
             return Decision(alloc=alloc, decline=tuple(declined), end_s=ends,
@@ -264,9 +256,9 @@ class _EfBase(Policy):
         # a start time that a granted job's end event then leaves, with no other end
         # event there, disappears with its bucket (the engine does the same for
         # wake-ups queued at earlier instants)
-        vacated = set(fr.ends_left)
+        vacated = set(pf.ends_left)
         if vacated and self.artifact:
-            remaining = {st.end for st in fr.jobs}
+            remaining = set(pf.end)
             pending_wakes = [t for t in pending_wakes if t not in vacated or t in remaining]
         wakes = [nxt[k] for k in self._started if nxt[k] is not None]
         if not self.artifact:  # clean: the earliest is enough

@@ -938,3 +938,110 @@ def allocate_free(states: Sequence, keys: Sequence[Hashable], A: int, now: float
     return FreeResult(out, [keys[i] for i in order.tolist()],
                       [(keys[k], o, g) for k, o, g in grants[:ng].tolist()], F,
                       _times(ends_left[:ne].tolist(), cast))
+
+
+# ---------------------------------------------------------------------------
+# The whole EF instant's planning: PLAN_ALL, then ALLOCATE_FREE on its result
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _plan_then_free(W, D, LV, RT, NL, now, T, V, G, S, AT, AG, AL, E, R, FEAS, artifact,
+                    T2, V2, wt2, wg2, xt2, xg2, fidx2, ln2, grants, ends_left, NG0, FIRST,
+                    R0, NXT):
+    """:func:`_plan_all` of the jobs in the order given (already deadline order), then
+    :func:`_allocate_free` on its plans and free profile, on the same arrays. Also
+    records what the caller reads of the plan before the grants: each job's GPUs at
+    ``now`` (``NG0``), the first time it holds any (``FIRST``, inf if never) and its
+    real end (``R0``); and of the final plan, its next change after ``now`` (``NXT``,
+    inf if none). Returns ``(order, grant count, ends_left count)``."""
+    nj = W.shape[0]
+    n = _plan_all(W, D, LV, RT, NL, np.arange(nj), now, T, V, 1, G, S, AT, AG, AL, E, R,
+                  FEAS, fidx2[0], ln2[0])
+    A = G
+    for i in range(nj):
+        g0 = 0
+        first = INF
+        for k in range(AL[i]):
+            if AT[i, k] <= now:
+                g0 = AG[i, k]
+            if AG[i, k] and first == INF:
+                first = AT[i, k]
+        NG0[i] = g0
+        FIRST[i] = first
+        R0[i] = R[i]
+        A -= g0
+    NG = NG0.copy()
+    order, ng, ne, _ = _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, E, R, FEAS, T, V, n,
+                                      now, G, S, A, artifact, T2, V2, wt2, wg2, xt2, xg2,
+                                      fidx2, ln2, grants, ends_left)
+    for i in range(nj):
+        nxt = INF
+        for k in range(AL[i]):
+            if AT[i, k] > now:
+                nxt = AT[i, k]
+                break
+        NXT[i] = nxt
+    return order, NG, ng, ne
+
+
+class PlanFree:
+    """What an EF instant reads of :func:`plan_then_free`. Per job, in planning order
+    (``keys``): ``gpus0``, ``first`` and ``real0`` from the final plan before the
+    leftover grants (GPUs at ``now``, first time with GPUs or None, real end);
+    ``gpus``, ``end``, ``real``, ``next`` from the plan after them (``next``: its next
+    change after ``now``, or None). ``order``, ``grants`` and ``ends_left`` as in
+    :class:`sim.policies.efplan.FreeResult`."""
+
+    __slots__ = ("keys", "gpus0", "first", "real0", "gpus", "end", "real", "next", "order",
+                 "grants", "ends_left")
+
+
+def plan_then_free(jobs_in_order: Sequence, now: float, G: int, S: float,
+                   artifact: bool) -> PlanFree:
+    """``plan_all`` followed by ``allocate_free`` on its result (POLICIES.md 2.5 step 2.4
+    and 2.7), in one compiled call and without the per-job objects in between: the
+    same numbers as :func:`sim.policies.efplan.plan_all` then
+    :func:`sim.policies.efplan.allocate_free` (tested). Raises ``ValueError`` on bad
+    input (the caller runs those two to name the job)."""
+    order = sorted(range(len(jobs_in_order)), key=lambda i: jobs_in_order[i].deadline)
+    jobs = [jobs_in_order[i] for i in order]
+    keys = [j.key for j in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate job key")
+    nj = len(jobs)
+    cap = 8 * nj + 128
+    while True:
+        J = _Jobs(jobs, cap)
+        T, V = np.empty(cap), np.empty(cap, dtype=np.int64)
+        T[0], V[0] = now, G
+        grants = np.empty((G + 1, 3), dtype=np.int64)
+        ends_left = np.empty(G + 1)
+        NG0, FIRST, R0, NXT = (np.empty(nj, dtype=np.int64), np.empty(nj), np.empty(nj),
+                               np.empty(nj))
+        try:
+            fin, NG, ng, ne = _plan_then_free(
+                J.W, J.D, J.LV, J.RT, J.NL, float(now), T, V, G, float(S), J.AT, J.AG, J.AL,
+                J.E, J.R, J.FEAS, artifact, *_scratch(cap, 2), grants, ends_left, NG0, FIRST,
+                R0, NXT)
+            break
+        except CapacityError:
+            cap *= 4
+    cast = _time_caster(now, S)
+
+    def opt(ts):  # inf -> None
+        return [None if t == INF else t for t in _times(ts.tolist(), cast)]
+
+    out = PlanFree()
+    out.keys = keys
+    out.gpus0 = NG0.tolist()
+    out.first = opt(FIRST)
+    out.real0 = _times(R0.tolist(), cast)
+    out.gpus = NG.tolist()
+    out.end = _times(J.E.tolist(), cast)
+    out.real = _times(J.R.tolist(), cast)
+    out.next = opt(NXT)
+    out.order = [keys[i] for i in fin.tolist()]
+    out.grants = [(keys[k], o, g) for k, o, g in grants[:ng].tolist()]
+    out.ends_left = _times(ends_left[:ne].tolist(), cast)
+    return out
