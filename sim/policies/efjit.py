@@ -816,14 +816,11 @@ class _Jobs:
     def __init__(self, jobs: Sequence, cap: int) -> None:
         nj = len(jobs)
         tabs = [j._tab for j in jobs]
-        Lm = max((len(t.lv) for t in tabs), default=1)
         self.W = np.array([j.work for j in jobs], dtype=np.float64)
         self.D = np.array([j.deadline for j in jobs], dtype=np.float64)
         self.NL = np.array([len(t.lv) - 1 for t in tabs], dtype=np.int64)
-        self.LV = np.array([t.lv + (0,) * (Lm - len(t.lv)) for t in tabs], dtype=np.int64
-                           ).reshape(nj, Lm)
-        self.RT = np.array([t.rt + (0.0,) * (Lm - len(t.rt)) for t in tabs], dtype=np.float64
-                           ).reshape(nj, Lm)
+        tids = np.array([t.tid for t in tabs], dtype=np.int64)
+        self.LV, self.RT = _level_rows(tids)
         # plan rows: only the first AL[i] entries are ever read
         self.AT = np.empty((nj, cap), dtype=np.float64)
         self.AG = np.empty((nj, cap), dtype=np.int64)
@@ -831,6 +828,29 @@ class _Jobs:
         self.E = np.zeros(nj, dtype=np.float64)
         self.R = np.zeros(nj, dtype=np.float64)
         self.FEAS = np.zeros(nj, dtype=np.bool_)
+
+
+_ROWS = (np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1)))
+
+
+def _level_rows(tids):
+    """The level and rate rows (``LV``, ``RT``) of the tables ``tids``
+    (``efplan.TABLES``), zero-padded to one width: kept in two arrays that grow when new
+    tables appear, so a call takes its rows by indexing."""
+    global _ROWS
+    from sim.policies.efplan import TABLES
+
+    LV, RT = _ROWS
+    if tids.size and tids.max() >= LV.shape[0]:
+        tabs = list(TABLES)
+        w = max(len(t.lv) for t in tabs)
+        LV = np.zeros((len(tabs), w), dtype=np.int64)
+        RT = np.zeros((len(tabs), w))
+        for t in tabs:
+            LV[t.tid, :len(t.lv)] = t.lv
+            RT[t.tid, :len(t.rt)] = t.rt
+        _ROWS = (LV, RT)
+    return LV[tids], RT[tids]
 
 
 def _scratch(cap: int, rows: int = 0):

@@ -201,6 +201,11 @@ class PlanJob:
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "_tab", tab)
 
+    def __setstate__(self, state: dict) -> None:
+        # unpickled (or deep-copied): the lookup tables are this process's own
+        self.__dict__.update(state)
+        self.__post_init__()
+
     def rate_at(self, g: int) -> float:
         """Iterations/s on ``g`` GPUs; 0.0 for ``g <= 0`` or a count with no known rate."""
         r = self._tab.rate.get(g)
@@ -704,6 +709,7 @@ class _Tables:
     lv: tuple[int, ...]
     rt: tuple[float, ...]
     cap: tuple[tuple[float, ...], ...]
+    tid: int  # index in TABLES (the compiled planner keeps their rows in one array)
 
 
 @lru_cache(maxsize=4096)
@@ -715,7 +721,12 @@ def _tables(levels: tuple[int, ...], rates: tuple[float, ...]) -> _Tables:
         raise ValueError("every level needs a positive rate")
     L = len(levels)
     cap = tuple(tuple(rt[min(u + 1, i)] for i in range(L + 1)) for u in range(L))
-    return _Tables(dict(zip(levels, rt[1:])), (0, *levels), rt, cap)
+    tab = _Tables(dict(zip(levels, rt[1:])), (0, *levels), rt, cap, len(TABLES))
+    TABLES.append(tab)
+    return tab
+
+
+TABLES: list[_Tables] = []  # every table made, by tid
 
 
 @lru_cache(maxsize=1024)
