@@ -1,13 +1,18 @@
 """Compiled ElasticFlow planner: ``plan_all`` and ``allocate_free`` of POLICIES.md 2.4 and
 2.7, on numpy arrays, compiled with numba.
 
-This is a line-for-line port of the *literal* reference in :mod:`sim.policies.efplan`
-(``_plan_core``, ``_whatif`` and ``allocate_free(cache=False)``): the same decisions and
-the same floating-point operations in the same order, so its results are identical to
-the reference's (checked by ``tests/test_efjit.py`` and, on whole traces, by
-``bench/ef_replay.py``). It recomputes every what-if after every grant, exactly as the
-spec describes; compiled, that is several times faster than the certificate-based Python
-fast path it replaces on the 1,024-GPU traces.
+This ports the *literal* reference in :mod:`sim.policies.efplan` (``_plan_core``,
+``_whatif`` and ``allocate_free(cache=False)``): the same decisions and the same
+floating-point operations in the same order, so its results are identical to the
+reference's (checked by ``tests/test_efplan.py`` and, on whole traces, by
+``bench/ef_replay.py``). Three things only save work, each without changing a result:
+
+* the m loop keeps a job's ``m`` across a grant that changed nothing its what-if read
+  (its ``t1``, and F on ``[t1, horizon]``), and plans the others on two threads;
+* the m loop's what-if (:func:`_whatif_m`) merges F and the job's own plan in one pass,
+  only up to ``D^`` unless the plan needs more, doing the plan's first pass as it goes;
+* :func:`plan_then_free` runs the final plan and the leftover grants of an EF instant in
+  one call and returns arrays, not per-job objects.
 
 Data layout (everything the kernels touch is a numpy array):
 
@@ -877,14 +882,20 @@ def _steps_of(AT, AG, i: int, n: int, cast) -> list[tuple[float, int]]:
     return list(zip(_times(AT[i, :n].tolist(), cast), AG[i, :n].tolist()))
 
 
+def _deadline_order(jobs: Sequence) -> list[int]:
+    """Indices of ``jobs`` in planning order: stably by deadline (2.4), keys unique."""
+    keys = [j.key for j in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate job key")
+    return sorted(range(len(jobs)), key=lambda i: jobs[i].deadline)
+
+
 def plan_all(jobs_in_order: Sequence, now: float, G: int, S: float):
     """:func:`sim.policies.efplan.plan_all`, compiled (same arguments and result)."""
     from sim.policies.efplan import PlanAllResult, PlanResult, Profile
 
-    order = sorted(range(len(jobs_in_order)), key=lambda i: jobs_in_order[i].deadline)
+    order = _deadline_order(jobs_in_order)
     keys = [j.key for j in jobs_in_order]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate job key")
     cap = 4 * len(jobs_in_order) + 64
     while True:
         J = _Jobs(jobs_in_order, cap)
@@ -974,7 +985,8 @@ def _plan_then_free(W, D, LV, RT, NL, now, T, V, G, S, AT, AG, AL, E, R, FEAS, a
     records what the caller reads of the plan before the grants: each job's GPUs at
     ``now`` (``NG0``), the first time it holds any (``FIRST``, inf if never) and its
     real end (``R0``); and of the final plan, its next change after ``now`` (``NXT``,
-    inf if none). Returns ``(order, grant count, ends_left count)``."""
+    inf if none). Returns ``(order, GPUs per job after the grants, grant count,
+    ends_left count)``."""
     nj = W.shape[0]
     n = _plan_all(W, D, LV, RT, NL, np.arange(nj), now, T, V, 1, G, S, AT, AG, AL, E, R,
                   FEAS, fidx2[0], ln2[0])
@@ -1024,11 +1036,8 @@ def plan_then_free(jobs_in_order: Sequence, now: float, G: int, S: float,
     same numbers as :func:`sim.policies.efplan.plan_all` then
     :func:`sim.policies.efplan.allocate_free` (tested). Raises ``ValueError`` on bad
     input (the caller runs those two to name the job)."""
-    order = sorted(range(len(jobs_in_order)), key=lambda i: jobs_in_order[i].deadline)
-    jobs = [jobs_in_order[i] for i in order]
+    jobs = [jobs_in_order[i] for i in _deadline_order(jobs_in_order)]
     keys = [j.key for j in jobs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate job key")
     nj = len(jobs)
     cap = 8 * nj + 128
     while True:
