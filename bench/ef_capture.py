@@ -1,11 +1,13 @@
-"""Record every ``allocate_free`` call (inputs and output) of one ``clustersim run``.
+"""Record the compiled EF instant (``efjit.plan_then_free``) of one ``clustersim run``.
 
-    python bench/ef_capture.py OUT.pkl run --trace ... --policy ef-accessctrl ...
+    python bench/ef_capture.py OUT.pkl [--every K] run --trace ... --policy ef ...
 
-Writes a pickle: a list of ``(states, now, F, G, S, FreeResult, kwargs)`` tuples (inputs
-deep-copied before the call). ``bench/ef_replay.py`` replays them against the current planner (timing and
-exact comparison), so a planner change can be checked and timed without a full simulation.
-Run it from the repository root (the ``sim`` package is imported from the current directory).
+Keeps every K-th call (default: every one): its inputs (the planning jobs, ``now``,
+``G``, ``S``, ``artifact``) and every field of its result. The pickle is written when
+the run ends, and also when it is interrupted (Ctrl-C), so a long run can be sampled
+for a while. ``bench/ef_replay.py`` replays the calls on the current planner (timing and
+exact comparison), so a planner change can be checked and timed without a full
+simulation. Run it from the repository root.
 """
 
 from __future__ import annotations
@@ -15,29 +17,47 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import copy
 import pickle
 
-import sim.policies.ef as ef
-from sim.cli import main
+from sim.policies import efjit
 
+FIELDS = efjit.PlanFree.__slots__
 calls: list = []
-_orig = ef.allocate_free
+_orig = efjit.plan_then_free
 
 
-def recording(states, now, F, G, S, **kw):
-    inp = copy.deepcopy((list(states), now, F, G, S))
-    out = _orig(states, now, F, G, S, **kw)
-    calls.append((*inp, copy.deepcopy(out), dict(kw)))
-    return out
+def recording(every: int):
+    seen = [0]
 
+    def plan_then_free(jobs, now, G, S, artifact):
+        out = _orig(jobs, now, G, S, artifact)
+        if seen[0] % every == 0:
+            calls.append(((list(jobs), now, G, S, artifact),
+                          {f: getattr(out, f) for f in FIELDS}))
+        seen[0] += 1
+        return out
 
-ef.allocate_free = recording
+    return plan_then_free
+
 
 if __name__ == "__main__":
-    path = sys.argv[1]
-    rc = main(sys.argv[2:])
-    with open(path, "wb") as fh:
+    args = sys.argv[1:]
+    if len(args) < 2:
+        sys.exit(__doc__)
+    path, rest = args[0], args[1:]
+    every = 1
+    if rest[0] == "--every":
+        every, rest = int(rest[1]), rest[2:]
+    efjit.plan_then_free = recording(every)
+    from sim.cli import main
+
+    try:
+        rc = main(rest)
+    except KeyboardInterrupt:
+        rc = 130
+    tmp = Path(path + ".part")
+    with tmp.open("wb") as fh:
         pickle.dump(calls, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    print(f"{len(calls)} allocate_free calls -> {path}", file=sys.stderr)
+    tmp.replace(path)
+    print(f"{len(calls)} plan_then_free calls -> {path}", file=sys.stderr)
     sys.exit(rc)
