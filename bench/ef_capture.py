@@ -41,20 +41,23 @@ def recording(every: int):
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if len(args) < 2:
-        sys.exit(__doc__)
-    path, rest = args[0], args[1:]
-    every = 1
-    if rest[0] == "--every":
-        every, rest = int(rest[1]), rest[2:]
-    efjit.plan_then_free = recording(every)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                 usage="%(prog)s OUT.pkl [--every K] run ...")
+    ap.add_argument("out", help="pickle to write")
+    ap.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th call")
+    args, cli = ap.parse_known_args()  # the rest is clustersim's command line
+    if args.every < 1 or not cli:
+        ap.error("--every must be at least 1, and clustersim arguments must follow")
+    efjit.plan_then_free = recording(args.every)
     from sim.cli import main
 
     try:
-        rc = main(rest)
+        rc = main(cli)
     except KeyboardInterrupt:
         rc = 130
+    path = args.out
     tmp = Path(path + ".part")
     with tmp.open("wb") as fh:
         pickle.dump(calls, fh, protocol=pickle.HIGHEST_PROTOCOL)

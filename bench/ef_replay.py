@@ -27,14 +27,20 @@ def main() -> None:
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--repeat", type=int, default=1, help="report the fastest of N runs")
     args = ap.parse_args()
+    if not Path(args.capture).is_file():
+        sys.exit(f"{args.capture}: no such file")
     with open(args.capture, "rb") as fh:
         calls = pickle.load(fh)
-    if calls and not isinstance(calls[0][1], dict):
+    if not calls:
+        sys.exit(f"{args.capture}: no calls recorded")
+    if not isinstance(calls[0][1], dict):
         sys.exit(f"{args.capture}: an allocate_free capture from before plan_then_free; "
                  "record a new one with bench/ef_capture.py")
     calls = calls[args.start:]
     if args.limit:
         calls = calls[: args.limit]
+    if not calls:
+        sys.exit(f"{args.capture}: no calls from --start {args.start}")
     inputs = [c[0] for c in calls]
 
     def go():

@@ -100,7 +100,10 @@ def main() -> int:
     ap.add_argument("--cpu-limit", type=int, metavar="S",
                     help="stop a case after S CPU seconds (reported as cpu>S)")
     args = ap.parse_args()
-    cases = SUITES["core"] if args.suite == "core" else fig8b_suite(args.policies.split(","), args.preset)
+    if args.suite == "core":
+        cases = SUITES["core"]
+    else:
+        cases = fig8b_suite(args.policies.split(","), args.preset)
     if args.only:
         cases = [c for c in cases if args.only in c["name"]]
     out = ROOT / "bench" / "results" / f"{args.suite}.csv"
