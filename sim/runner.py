@@ -124,6 +124,31 @@ def engine_settings(p: Prepared) -> tuple[EngineConfig, OverheadModel, Any]:
     return cfg, ChangeOverhead(), comm
 
 
+def planning_table(p: Prepared) -> ThroughputTable:
+    """The rates policies plan with: what the executor will deliver.
+
+    Under the all-reduce communication model a job on several nodes runs slower than
+    the (single-node) table says; a planner that does not know it keeps promising
+    deadlines the jobs then miss. So in clean mode with ``comm: allreduce`` each cell
+    is scaled by the all-reduce factor of the most compact placement of that many
+    GPUs (whole nodes first, under one switch). A job placed less compactly still
+    runs at its real placement's speed. Otherwise the table is used as is.
+    """
+    scn = p.scenario
+    if scn.preset == "elasticflow-artifact" or scn.comm != "allreduce":
+        return p.table
+    from sim.engine.network import AllReduceComm, load_model_sizes
+
+    model = AllReduceComm(load_model_sizes(), default_MB=100.0)
+    cluster, table = p.cluster, p.table
+    G = cluster.num_gpus
+
+    def compact(m: str, b: int, g: int) -> float:
+        return model.rate_factor(m, table.rate(m, b, g), tuple(range(min(g, G))), cluster)
+
+    return table.scaled(compact, f"{table.source} x all-reduce (compact placement)")
+
+
 def _comm_factor(p: Prepared) -> Callable[[JobSpec, tuple[int, ...]], float]:
     from sim.engine.network import AllReduceComm, load_model_sizes
 
@@ -164,7 +189,7 @@ def run_prepared(
         ov = overhead
     ex = SimExecutor(p.jobs, p.cluster, p.table, Controller(p.policy), config=cfg, overhead=ov,
                      comm_factor=comm, work=p.policy.WORK, progress=progress,
-                     checkpoint_MB=_checkpoint_MB(p))
+                     checkpoint_MB=_checkpoint_MB(p), plan_table=planning_table(p))
     t0 = time.perf_counter()
     ex.run()
     wall = time.perf_counter() - t0

@@ -152,6 +152,8 @@ class SimExecutor:
         work: ``"iterations"`` (train ``spec.iterations``) or ``"duration"``
             (run ``spec.duration_s`` seconds at the requested size).
         progress: optional callback ``(now_s, done, total)`` for progress bars.
+        plan_table: the table policies see in the snapshot (default ``table``); the
+            runner passes one that includes the communication slowdown.
     """
 
     def __init__(
@@ -167,9 +169,11 @@ class SimExecutor:
         work: str = "iterations",
         progress: Callable[[float, int, int], None] | None = None,
         checkpoint_MB: Callable[[JobSpec], float] | None = None,
+        plan_table: ThroughputTable | None = None,
     ) -> None:
         self.cluster = cluster
         self.table = table
+        self.plan_table = table if plan_table is None else plan_table
         self.controller = controller
         self.cfg = config or EngineConfig()
         self.overhead = overhead or ChangeOverhead()
@@ -329,7 +333,7 @@ class SimExecutor:
         for jid, r in self.running.items():
             views[jid] = r.view()
         snap = Snapshot(
-            now_s=now, cluster=self.cluster, table=self.table,
+            now_s=now, cluster=self.cluster, table=self.plan_table,
             jobs=tuple(views.values()), finished=tuple(self._finished_now),
             instant=self.instant, slot_s=self.cfg.slot_s,
             more_arrivals=self._next_arrival < len(self.pending_arrivals),

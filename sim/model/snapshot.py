@@ -103,7 +103,8 @@ class Snapshot:
     Attributes:
         now_s: the decision time (simulated seconds, or scaled wall-clock seconds).
         cluster: the modelled cluster.
-        table: throughput table for the cluster's GPU type.
+        table: the rates to plan with: the cluster's throughput table, in clean mode with
+            communication scaled by the all-reduce factor of a compact placement.
         jobs: runnable jobs (NEW, WAITING, RUNNING, PAUSED) in a stable order:
             the order the executor has kept them in (arrivals appended in trace order).
         finished: ids of jobs that completed at this instant.

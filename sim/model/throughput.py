@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -64,6 +64,31 @@ class ThroughputTable:
         """Allowed GPU counts (columns with a positive rate), ascending."""
         row = self.rates[(model, batch)]
         return tuple(c for c, v in zip(self.columns, row) if not math.isnan(v) and v > 0)
+
+    def rising_levels(self, model: str, batch: int, upto: int) -> tuple[int, ...]:
+        """Allowed GPU counts ``<= upto``, each faster than every smaller one kept.
+
+        A count that runs no faster than a smaller one only takes GPUs from other
+        jobs; clean-mode elastic planners (EF, EDF) choose among these.
+        """
+        out: list[int] = []
+        best = 0.0
+        for c in self.levels(model, batch):
+            if c > upto:
+                break
+            r = self._flat[(model, batch, c)]
+            if r > best:
+                out.append(c)
+                best = r
+        return tuple(out)
+
+    def scaled(self, factor: Callable[[str, int, int], float], source: str) -> ThroughputTable:
+        """This table with every cell multiplied by ``factor(model, batch, gpus)``."""
+        rates = {(m, b): tuple(v if math.isnan(v) else v * factor(m, b, c)
+                               for c, v in zip(self.columns, row))
+                 for (m, b), row in self.rates.items()}
+        return ThroughputTable(gpu_type=self.gpu_type, columns=self.columns, rates=rates,
+                               source=source)
 
     def largest_column_with_value(self, model: str, batch: int) -> int:
         """Largest GPU-count column whose cell is not ``nan``/empty (artifact's non-EF max_gpu)."""

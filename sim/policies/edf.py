@@ -5,6 +5,10 @@ Both plan the runnable jobs in deadline order on a free-capacity profile with
 or the largest table column that still fits, on every segment until it finishes.
 ``edf-accessctrl`` additionally tests each arrival: if adding it makes any
 admitted job miss its deadline, the arrival is declined.
+
+Clean mode: the columns are only the GPU counts faster than every smaller one at the
+snapshot's (communication-aware) rates, and ``max_gpu`` is the last of them, so the base
+quota is never a share that runs slower than a smaller one (docs/semantics.md).
 """
 
 from __future__ import annotations
@@ -105,7 +109,11 @@ class _EdfBase(Policy):
             spec = j.spec
             table = snap.table
             mg = spec.num_gpu if self.params.use_requested_gpus else generic_max_gpu(table, spec)
-            levels = tuple(c for c in table.levels(spec.model, spec.batch_size) if c <= mg)
+            if self.artifact:
+                levels = tuple(c for c in table.levels(spec.model, spec.batch_size) if c <= mg)
+            else:  # clean: never a level slower than a smaller one, nor a larger share
+                levels = table.rising_levels(spec.model, spec.batch_size, mg)
+                mg = levels[-1] if levels else mg
             rates = tuple(table.rate(spec.model, spec.batch_size, c) for c in levels)
             base = PlanJob(key=spec.job_id, work=0.0, deadline=spec.deadline_s,
                            levels=levels, rate=rates, max_gpu=mg)

@@ -35,7 +35,9 @@ Artifact behaviour reproduced only under ``preset: elasticflow-artifact``:
   finish estimate and ``ef`` on the logged end (1.5, 1.6, 2.8): the ``ARTIFACT``
   traits below.
 
-``max_gpu`` follows EF's per-model rule table (1.2), not the non-EF formula.
+``max_gpu`` follows EF's per-model rule table (1.2), not the non-EF formula. In clean
+mode the levels are only the GPU counts faster than every smaller one at the snapshot's
+(communication-aware) rates, and ``max_gpu`` is the last of them (docs/semantics.md).
 """
 
 from __future__ import annotations
@@ -84,10 +86,19 @@ def ef_max_gpu(gpu_type: str, model: str, batch: int) -> int:
 
 
 def ef_plan_job(table: ThroughputTable, model: str, batch: int, key: str,
-                deadline: float) -> PlanJob:
-    """The static planning view of a job (``work`` 0; set it with ``_with_work``)."""
+                deadline: float, *, artifact: bool = True) -> PlanJob:
+    """The static planning view of a job (``work`` 0; set it with ``_with_work``).
+
+    Levels are the table's columns up to ``max_gpu``; in clean mode
+    (``artifact=False``) only those faster than every smaller level, and ``max_gpu``
+    becomes the last of them.
+    """
     mg = ef_max_gpu(table.gpu_type, model, batch)
-    levels = tuple(c for c in table.levels(model, batch) if c <= mg)
+    if artifact:
+        levels = tuple(c for c in table.levels(model, batch) if c <= mg)
+    else:  # and no share beyond the fastest of them
+        levels = table.rising_levels(model, batch, mg)
+        mg = levels[-1] if levels else mg
     rates = tuple(table.rate(model, batch, c) for c in levels)
     return PlanJob(key=key, work=0.0, deadline=deadline, levels=levels, rate=rates, max_gpu=mg)
 
@@ -128,7 +139,8 @@ class _EfBase(Policy):
         base = self._static.get(j.job_id)
         if base is None:
             s = j.spec
-            base = ef_plan_job(snap.table, s.model, s.batch_size, s.job_id, s.deadline_s)
+            base = ef_plan_job(snap.table, s.model, s.batch_size, s.job_id, s.deadline_s,
+                               artifact=self.artifact)
             self._static[j.job_id] = base
         view = self._now_jobs[j.job_id] = _with_work(base, max(j.iter_left, 0.0))
         return view
