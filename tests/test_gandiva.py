@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.model.cluster import ClusterSpec
 from sim.model.job import JobSpec
@@ -243,3 +245,31 @@ def test_artifact_placement_time_slices_into_the_next_set_after_a_refusal():
         assert pol._place("2", Snapshot(now_s=0, cluster=c, table=TABLE))
         assert pol.set_of["2"] is {"a": a, "b": b}[target]
         assert pol.classes[8][0] is {"a": b, "b": a}[target]  # the fuller set sorts last
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6)), min_size=1, max_size=8),
+       st.integers(0, 30), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_bulk_insert_equals_inserting_one_by_one(sets, n, artifact):
+    """``_insert_many`` (a heap) puts every job where ``_insert`` + re-sort would have,
+    and leaves the class list in the same order; the list may start unsorted."""
+    def build():
+        pol = Gandiva(artifact=artifact)
+        lst = []
+        for i, (held, extra) in enumerate(sets):
+            ns = NodeSet(g=1, nodes=(i,), capacity=8, gpus=tuple(range(8 * i, 8 * i + 8)),
+                         jobs=[f"s{i}-{k}" for k in range(held)], inserted=held + extra)
+            lst.append(ns)
+        pol.classes[1] = lst
+        return pol
+
+    jids = [f"j{k}" for k in range(n)]
+    ref, got = build(), build()
+    for jid in jids:
+        ref._insert(ref.classes[1][0], jid)
+    got._insert_many(1, jids)
+    assert [ns.nodes for ns in got.classes[1]] == [ns.nodes for ns in ref.classes[1]]
+    assert [ns.jobs for ns in got.classes[1]] == [ns.jobs for ns in ref.classes[1]]
+    assert [ns.inserted for ns in got.classes[1]] == [ns.inserted for ns in ref.classes[1]]
+    assert {j: ns.nodes for j, ns in got.set_of.items()} == \
+        {j: ns.nodes for j, ns in ref.set_of.items()}

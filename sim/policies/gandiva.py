@@ -7,6 +7,7 @@ more jobs than slots time-slices them. See POLICIES.md section 6.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 
@@ -207,16 +208,13 @@ class Gandiva(Policy):
                 for ns in lst:
                     ns.jobs.clear()  # slots are kept: a job back in its set keeps its GPUs
                 self._sort(g)
-                for jid in moved:
-                    self._insert(self.classes[g][0], jid)
+                self._insert_many(g, moved)
             elif diff < 0:
                 k = min(math.ceil(-diff / g), len(lst) - 1)
                 gone, self.classes[g] = lst[:k], lst[k:]
                 for ns in gone:
                     self.free_nodes.extend(ns.nodes)
-                for ns in gone:
-                    for jid in ns.jobs:
-                        self._insert(self.classes[g][0], jid)
+                self._insert_many(g, [jid for ns in gone for jid in ns.jobs])
 
     def _grow_artifact(self, g: int, lst: list[NodeSet], want: int, need: int,
                        snap: Snapshot) -> None:
@@ -247,8 +245,7 @@ class Gandiva(Policy):
                 moved.extend(ns.jobs)
                 ns.jobs.clear()  # slots are kept: a job back in its set keeps its GPUs
                 ns.inserted = 0
-        for jid in moved:
-            self._insert(lst[0], jid)
+        self._insert_many(g, moved)
 
     def _time_slice(self, now: float, present: set[str]) -> bool:
         """Step (2): drop finished jobs, rotate over-full sets, free empty sets."""
@@ -346,6 +343,34 @@ class Gandiva(Policy):
             lst.remove(ns)
             lst.append(ns)
         self._sort(ns.g)
+
+    def _insert_many(self, g: int, jids: list[str]) -> None:
+        """``_insert(classes[g][0], jid)`` for each of ``jids`` in turn, in O(log n) each.
+
+        Re-sorting the class after every insertion costs O(sets) per job, which a
+        long queue re-spread at every grow turns into most of a run. A stable sort
+        keeps tied sets in list order, and the set that just took a job was ahead of
+        every set it now ties with; so the order is (load, then the sets that reached
+        that load later first, then the others in list order), which a heap keeps.
+        """
+        lst = self.classes[g]
+        if not jids or not lst:
+            return
+        loads = [self._load(ns) for ns in lst]
+        if any(a > b for a, b in zip(loads, loads[1:])):  # not sorted: the first one
+            self._insert(lst[0], jids[0])                   # sorts it, as before
+            jids = jids[1:]
+            lst = self.classes[g]
+            loads = [self._load(ns) for ns in lst]
+        heap = [(load, i, ns) for i, (load, ns) in enumerate(zip(loads, lst))]  # sorted
+        for seq, jid in enumerate(jids, start=1):
+            load, _, ns = heap[0]
+            ns.jobs.append(jid)
+            ns.inserted += 1
+            self.set_of[jid] = ns
+            heapq.heapreplace(heap, (load + 1, -seq, ns))
+        heap.sort(key=lambda e: e[:2])
+        lst[:] = [ns for _, _, ns in heap]
 
     def _remove(self, ns: NodeSet, jid: str) -> None:
         ns.jobs.remove(jid)
