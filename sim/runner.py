@@ -131,15 +131,13 @@ def planning_table(p: Prepared) -> ThroughputTable:
     the (single-node) table says; a planner that does not know it keeps promising
     deadlines the jobs then miss. So in clean mode with ``comm: allreduce`` each cell
     is scaled by the all-reduce factor of the most compact placement of that many
-    GPUs (whole nodes first, under one switch). A job placed less compactly still
+    GPUs (whole nodes, as few switches as possible). A job placed less compactly still
     runs at its real placement's speed. Otherwise the table is used as is.
     """
     scn = p.scenario
     if scn.preset == "elasticflow-artifact" or scn.comm != "allreduce":
         return p.table
-    from sim.engine.network import AllReduceComm, load_model_sizes
-
-    model = AllReduceComm(load_model_sizes(), default_MB=100.0)
+    model = _allreduce()
     cluster, table = p.cluster, p.table
     G = cluster.num_gpus
 
@@ -149,10 +147,14 @@ def planning_table(p: Prepared) -> ThroughputTable:
     return table.scaled(compact, f"{table.source} x all-reduce (compact placement)")
 
 
-def _comm_factor(p: Prepared) -> Callable[[JobSpec, tuple[int, ...]], float]:
+def _allreduce():
     from sim.engine.network import AllReduceComm, load_model_sizes
 
-    model = AllReduceComm(load_model_sizes(), default_MB=100.0)
+    return AllReduceComm(load_model_sizes(), default_MB=100.0)
+
+
+def _comm_factor(p: Prepared) -> Callable[[JobSpec, tuple[int, ...]], float]:
+    model = _allreduce()
     cluster, table = p.cluster, p.table
     gpn, nps = cluster.gpus_per_node, cluster.nodes_per_switch
     cache: dict[tuple, float] = {}
