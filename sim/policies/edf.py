@@ -109,14 +109,8 @@ class _EdfBase(Policy):
             spec = j.spec
             table = snap.table
             mg = spec.num_gpu if self.params.use_requested_gpus else generic_max_gpu(table, spec)
-            if self.artifact:
-                levels = tuple(c for c in table.levels(spec.model, spec.batch_size) if c <= mg)
-            else:  # clean: never a level slower than a smaller one, nor a larger share
-                levels = table.rising_levels(spec.model, spec.batch_size, mg)
-                mg = levels[-1] if levels else mg
-            rates = tuple(table.rate(spec.model, spec.batch_size, c) for c in levels)
-            base = PlanJob(key=spec.job_id, work=0.0, deadline=spec.deadline_s,
-                           levels=levels, rate=rates, max_gpu=mg)
+            base = PlanJob.from_table(table, spec.model, spec.batch_size, spec.job_id,
+                                      spec.deadline_s, mg, rising=not self.artifact)
             self._static[spec.job_id] = base
         return _with_work(base, max(j.iter_left, 0.0))
 

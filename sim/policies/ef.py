@@ -87,20 +87,10 @@ def ef_max_gpu(gpu_type: str, model: str, batch: int) -> int:
 
 def ef_plan_job(table: ThroughputTable, model: str, batch: int, key: str,
                 deadline: float, *, artifact: bool = True) -> PlanJob:
-    """The static planning view of a job (``work`` 0; set it with ``_with_work``).
-
-    Levels are the table's columns up to ``max_gpu``; in clean mode
-    (``artifact=False``) only those faster than every smaller level, and ``max_gpu``
-    becomes the last of them.
-    """
-    mg = ef_max_gpu(table.gpu_type, model, batch)
-    if artifact:
-        levels = tuple(c for c in table.levels(model, batch) if c <= mg)
-    else:  # and no share beyond the fastest of them
-        levels = table.rising_levels(model, batch, mg)
-        mg = levels[-1] if levels else mg
-    rates = tuple(table.rate(model, batch, c) for c in levels)
-    return PlanJob(key=key, work=0.0, deadline=deadline, levels=levels, rate=rates, max_gpu=mg)
+    """The static planning view of a job (``work`` 0; set it with ``_with_work``): EF's
+    ``max_gpu``, and in clean mode (``artifact=False``) only rising levels."""
+    return PlanJob.from_table(table, model, batch, key, deadline,
+                              ef_max_gpu(table.gpu_type, model, batch), rising=not artifact)
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,22 @@ class PlanJob:
         self.__dict__.update(state)
         self.__post_init__()
 
+    @classmethod
+    def from_table(cls, table, model: str, batch: int, key: Hashable, deadline: float,
+                   max_gpu: int, *, rising: bool = False) -> PlanJob:
+        """A job's static view (``work`` 0) from a throughput table: its levels are the
+        allowed columns ``<= max_gpu``. ``rising`` (clean mode) keeps only those faster
+        than every smaller one, and ``max_gpu`` becomes the last of them, so no share
+        runs slower than a smaller one (docs/semantics.md)."""
+        if rising:
+            levels = table.rising_levels(model, batch, max_gpu)
+            max_gpu = levels[-1] if levels else max_gpu
+        else:
+            levels = tuple(c for c in table.levels(model, batch) if c <= max_gpu)
+        rates = tuple(table.rate(model, batch, c) for c in levels)
+        return cls(key=key, work=0.0, deadline=deadline, levels=levels, rate=rates,
+                   max_gpu=max_gpu)
+
     def rate_at(self, g: int) -> float:
         """Iterations/s on ``g`` GPUs; 0.0 for ``g <= 0`` or a count with no known rate."""
         r = self._tab.rate.get(g)
