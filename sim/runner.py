@@ -121,7 +121,7 @@ def engine_settings(p: Prepared) -> tuple[EngineConfig, OverheadModel, Any]:
     if scn.horizon_s is not None:
         cfg.horizon_s = float(scn.horizon_s)
     comm = _comm_factor(p) if scn.comm == "allreduce" else None
-    return cfg, ChangeOverhead(), comm
+    return cfg, ChangeOverhead(suspend=p.policy.PREEMPT == "suspend"), comm
 
 
 def planning_table(p: Prepared) -> ThroughputTable:

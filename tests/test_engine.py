@@ -65,3 +65,48 @@ def test_migration_waits_for_checkpoint_over_the_network():
     assert ex.runs["j"].finish_s == pytest.approx(expected, rel=1e-6)
     kinds = [e[1] for e in ex.rec.events]
     assert "checkpoint" in kinds and "checkpoint_arrived" in kinds
+
+
+class Slicer(Policy):
+    """Time-slices the one job: GPU 0 until 100, none until 200, then GPU 0 (or 1) again."""
+
+    NAME = "slicer-test"
+
+    def __init__(self, back_on: int, **kw) -> None:
+        super().__init__(**kw)
+        self.back_on = back_on
+
+    def decide(self, snap: Snapshot) -> Decision:
+        if not snap.jobs:
+            return Decision()
+        t = snap.now_s
+        if t < 100:
+            return Decision(alloc={"j": (0,)}, wake_s=100.0)
+        if t < 200:
+            return Decision(alloc={}, wake_s=200.0)
+        return Decision(alloc={"j": (self.back_on,)})
+
+
+@pytest.mark.parametrize("suspend", [False, True])
+@pytest.mark.parametrize("back_on", [0, 1])
+def test_suspended_job_resuming_where_it_left_pays_only_the_warm_cost(suspend, back_on):
+    ex = run(Slicer(back_on), ChangeOverhead(suspend=suspend))
+    o_start = artifact_overhead_s(1, restart=True, cached=False, cluster_gpus=2)
+    warm = artifact_overhead_s(1, restart=True, cached=True, cluster_gpus=2)
+    o_resume = warm if (suspend and back_on == 0) else o_start
+    assert warm < o_start
+    assert ex.runs["j"].overhead_total_s == pytest.approx(o_start + o_resume)
+    # 100 s of the first interval minus the start cost ran; the rest after 200 + resume
+    expected = 200 + o_resume + JOB.iterations / RATE1 - (100 - o_start)
+    assert ex.runs["j"].finish_s == pytest.approx(expected)
+
+
+def test_only_suspending_policies_get_the_warm_resume():
+    from sim import registry
+    from sim.runner import Prepared, engine_settings
+    from sim.scenario import Scenario
+
+    for name, suspend in (("gandiva", True), ("dlas-gpu", False), ("ef", False)):
+        scn = Scenario(name="t", trace="-", policy=name, slot_s=60, preset="clean")
+        p = Prepared(scn, [JOB], TWO, A100, registry.create(name, None, artifact=False))
+        assert engine_settings(p)[1].suspend is suspend

@@ -12,7 +12,11 @@ Each policy module defines a class with:
 * ``WORK``: what finishes a job, ``"iterations"`` or ``"duration"``;
 * ``ARTIFACT``: the :class:`ArtifactTraits` the ``elasticflow-artifact`` preset
   applies for this policy (how the artifact schedules its instants and charges
-  overheads for it).
+  overheads for it);
+* ``PREEMPT``: what taking a job's GPUs away means, ``"restart"`` (the job's
+  process ends; it restarts from its checkpoint) or ``"suspend"`` (the process is
+  kept on its node, as in Gandiva's time slicing; resuming on the GPUs it left
+  costs only the warm overhead). Clean mode only; the preset has its own rules.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ class Policy:
     Params: ClassVar[type] = NoParams
     WORK: ClassVar[str] = "iterations"
     ARTIFACT: ClassVar[ArtifactTraits] = ArtifactTraits()
+    PREEMPT: ClassVar[str] = "restart"
 
     def __init__(self, params: Any = None, *, artifact: bool = False) -> None:
         self.params = params if params is not None else self.Params()
