@@ -273,3 +273,47 @@ def test_bulk_insert_equals_inserting_one_by_one(sets, n, artifact):
     assert [ns.inserted for ns in got.classes[1]] == [ns.inserted for ns in ref.classes[1]]
     assert {j: ns.nodes for j, ns in got.set_of.items()} == \
         {j: ns.nodes for j, ns in ref.set_of.items()}
+
+
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=6), st.integers(1, 4),
+       st.sets(st.integers(0, 80)))
+@settings(max_examples=300, deadline=None)
+def test_clean_rebalance_moves_only_waiting_jobs_until_even(loads, capacity, ran):
+    """``_rebalance``: no running job moves, no job is lost, the end state has no
+    over-full set two jobs above the emptiest one, and a set that gave away a job
+    that ran had no never-run waiting job left to give."""
+    pol = Gandiva(artifact=False)
+    lst, k = [], 0
+    for i, n in enumerate(loads):
+        ns = NodeSet(g=1, nodes=(i,), capacity=capacity, gpus=tuple(range(8 * i, 8 * i + 8)),
+                     jobs=[str(k + m) for m in range(n)])
+        for jid in ns.jobs:
+            pol.set_of[jid] = ns
+        k += n
+        lst.append(ns)
+    pol.classes[1] = list(lst)
+    pol.ran = {str(x) for x in ran}
+    before = {id(ns): list(ns.jobs) for ns in lst}
+    pol._rebalance(1)
+    assert sorted(j for ns in lst for j in ns.jobs) == sorted(str(x) for x in range(k))
+    for ns in lst:
+        old = before[id(ns)]
+        assert ns.jobs[: min(len(old), capacity)] == old[:capacity]  # running jobs stay
+        gone = [j for j in old if j not in ns.jobs]
+        if any(j in pol.ran for j in gone):
+            assert all(j in pol.ran for j in ns.jobs[capacity:] if j in old)
+        assert all(pol.set_of[j] is ns for j in ns.jobs)
+    hi = max(ns.util for ns in lst)
+    lo = min(ns.util for ns in lst)
+    assert hi <= capacity or hi - lo <= 1
+    assert [ns.util for ns in pol.classes[1]] == sorted(ns.util for ns in lst)
+
+
+def test_clean_grow_without_free_nodes_moves_no_job():
+    w = World(Gandiva(artifact=False), nodes=2)
+    w.step(0, [spec(i, 8) for i in range(4)])  # two one-slot sets, two jobs each
+    sets = {j: ns.nodes for j, ns in w.pol.set_of.items()}
+    for t in (60, 120, 180):  # rotations; the class wants more nodes but none is free
+        w.step(t)
+        assert {j: ns.nodes for j, ns in w.pol.set_of.items()} == sets
+        assert len(w.gpus) == 2
