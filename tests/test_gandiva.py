@@ -154,13 +154,35 @@ def test_artifact_utilisation_counts_every_job_ever_inserted():
 
 
 def test_grow_moves_no_job_under_artifact_but_spreads_in_clean_mode():
-    for artifact, running in ((True, 8), (False, 10)):
-        w = World(Gandiva(artifact=artifact), nodes=4)
-        w.step(0, [spec(i, 1) for i in range(10)])
-        # 7 jobs fill set 0 (strict), 3 open set 1, which the shrink merges into set 0
-        assert w.pol.node_sets()[1] == [((0,), [str(i) for i in range(10)])]
-        alloc = w.step(10)  # 10 jobs on 8 GPUs: the class grows
-        assert len(alloc) == running
+    w = World(Gandiva(artifact=True), nodes=4)
+    w.step(0, [spec(i, 1) for i in range(10)])
+    # 7 jobs fill set 0 (strict), 3 open set 1, which the shrink merges into set 0
+    # (the artifact counts one set per GPU the class has too many)
+    assert w.pol.node_sets()[1] == [((0,), [str(i) for i in range(10)])]
+    alloc = w.step(10)  # 10 jobs on 8 GPUs: the class grows, but moves no job
+    assert len(alloc) == 8
+    # clean: shrinking counts whole sets; 16 GPUs for a 10-GPU target keeps both
+    w = World(Gandiva(artifact=False), nodes=4)
+    w.step(0, [spec(i, 1) for i in range(10)])
+    assert w.pol.node_sets()[1] == [((1,), ["7", "8", "9"]), ((0,), [str(i) for i in range(7)])]
+    assert len(w.step(10)) == 10
+
+
+def test_clean_grow_and_shrink_count_whole_sets_and_settle():
+    # 20 one-GPU jobs, 8-GPU nodes: the clean class holds ceil(20 / 8) = 3 nodes and
+    # keeps them; the artifact's unit (one set per GPU) opened 12 sets and shrank
+    # them away at the next instant, every instant
+    w = World(Gandiva(artifact=False), nodes=4)
+    w.step(0, [spec(i, 8) for i in range(3)])  # nodes 0-2
+    w.step(10, [spec(i, 1) for i in range(3, 23)])  # all 20 in node 3's set
+    assert [len(ns.jobs) for ns in w.pol.classes[1]] == [20]
+    w.step(20, finish=["0", "1", "2"])  # 3 nodes free: the class grows by 2 sets
+    assert sorted(len(ns.jobs) for ns in w.pol.classes[1]) == [6, 6, 8]  # 8 ran: stay
+    sets = {j: ns.nodes for j, ns in w.pol.set_of.items()}
+    for t in (60, 120, 180):
+        w.step(t)
+        assert {j: ns.nodes for j, ns in w.pol.set_of.items()} == sets
+        assert len(w.gpus) == 20
 
 
 def test_gpus_stay_inside_the_node_set_and_are_sticky():

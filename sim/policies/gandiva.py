@@ -128,7 +128,10 @@ class Gandiva(Policy):
     gives the artifact's 0.0923 (18 of 195).
 
     Clean mode (deviations from the artifact): utilisation is the current job
-    count; instead of re-spreading a class on every grow, each instant evens every
+    count; grow and shrink count whole node sets (``ceil(missing GPUs / set
+    GPUs)`` sets added, only sets the class can spare above its target removed;
+    the artifact's one set per ``g`` GPUs opened 12 one-node sets for 12 waiting
+    1-GPU jobs and shrank them away at the next instant, every instant); instead of re-spreading a class on every grow, each instant evens every
     class out by moving waiting jobs from over-full sets to the emptiest ones,
     never a running job, so an even class moves nothing (:meth:`_rebalance`;
     re-spreading moved about 60 jobs per instant on ITP cluster03 and made
@@ -207,12 +210,18 @@ class Gandiva(Policy):
                 if self.artifact:
                     self._grow_artifact(g, lst, math.ceil(diff / g), need, snap)
                     continue
-                for _ in range(math.ceil(diff / g)):
+                # [CLEAN] in whole sets: enough to reach the target (the artifact
+                # counts one set per g GPUs missing, i.e. gpn / g times too many sets
+                # for small jobs, and shrinks them away again at the next instant)
+                for _ in range(math.ceil(diff / (need * gpn))):
                     if len(self.free_nodes) < need:
                         break
                     lst.append(self._new_set(g, snap))
             elif diff < 0:
-                k = min(math.ceil(-diff / g), len(lst) - 1)
+                if self.artifact:
+                    k = min(math.ceil(-diff / g), len(lst) - 1)
+                else:  # only sets the class can spare without going below its target
+                    k = min(-diff // (math.ceil(g / gpn) * gpn), len(lst) - 1)
                 gone, self.classes[g] = lst[:k], lst[k:]
                 for ns in gone:
                     self.free_nodes.extend(ns.nodes)
