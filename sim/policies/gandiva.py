@@ -127,19 +127,23 @@ class Gandiva(Policy):
     (``n16g4``, ``S = 60``, T4, where 8- and 16-GPU jobs span several nodes)
     gives the artifact's 0.0923 (18 of 195).
 
-    Clean mode (deviations from the artifact): utilisation is the current job
-    count; grow and shrink count whole node sets (``ceil(missing GPUs / set
-    GPUs)`` sets added, only sets the class can spare above its target removed;
-    the artifact's one set per ``g`` GPUs opened 12 one-node sets for 12 waiting
-    1-GPU jobs and shrank them away at the next instant, every instant); instead of re-spreading a class on every grow, each instant evens every
-    class out by moving waiting jobs from over-full sets to the emptiest ones,
-    never a running job, so an even class moves nothing (:meth:`_rebalance`;
-    re-spreading moved about 60 jobs per instant on ITP cluster03 and made
-    checkpoint copies most of the run's cost); waiting jobs are
-    all retried; wake-ups only at the next quantum boundary while some node set is
-    over-full (completions are exact); time slicing suspends jobs (``PREEMPT =
-    "suspend"``), so a job resuming on the GPUs it left pays the warm overhead, not
-    a restart.
+    Clean mode (deviations from the artifact):
+
+    * utilisation is the current job count;
+    * grow and shrink count whole node sets: ``ceil(missing GPUs / set GPUs)``
+      sets are added, and only sets the class can spare above its target are
+      removed (the artifact's one set per ``g`` missing GPUs opened, say, 12
+      one-node sets for 12 waiting 1-GPU jobs and shrank them away at the next
+      instant, every instant);
+    * instead of re-spreading a class at every grow, each instant evens every
+      class out by moving waiting jobs from over-full sets to the emptiest ones,
+      never a running job, so an even class moves nothing (:meth:`_rebalance`;
+      re-spreading moved about 60 jobs and copied 32 checkpoints per instant on
+      ITP cluster03);
+    * waiting jobs are all retried; wake-ups only at the next quantum boundary
+      while some node set is over-full (completions are exact);
+    * time slicing suspends jobs (``PREEMPT = "suspend"``): a job resuming on the
+      GPUs it left pays the warm overhead, not a restart.
     """
 
     NAME = "gandiva"
