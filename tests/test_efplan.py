@@ -205,12 +205,16 @@ def test_allocate_free_toy_trace_t240() -> None:
         [(240, 0), (4560, 1)],
     ]
     states = [JobAlloc.from_plan(j, pa.results[j.key], 240) for j in (j0, j1, j2)]
-    fr = allocate_free(states, 240, pa.F, 8, 240)
-    assert fr.grants == [(2, 0, 1), (2, 1, 2), (2, 2, 4)]
-    assert [s.num_gpu for s in fr.jobs] == [2, 2, 4]
-    assert (fr.jobs[2].end, fr.jobs[2].real_end) == (960, 832)
-    assert fr.order == [2, 0, 1]
-    assert fr.F.as_dict() == {240: 0, 960: 4, 2880: 6, 4560: 8}
+    for artifact, order in ((True, [2, 0, 1]), (False, [2, 1, 0])):
+        fr = allocate_free(states, 240, pa.F.copy(), 8, 240, artifact=artifact)
+        assert fr.grants == [(2, 0, 1), (2, 1, 2), (2, 2, 4)]
+        assert [s.num_gpu for s in fr.jobs] == [2, 2, 4]
+        assert (fr.jobs[2].end, fr.jobs[2].real_end) == (960, 832)
+        # the artifact re-sorts on every job's new m after each grant; the clean loop is
+        # lazy: it re-evaluates only the first candidate (job 2 each time), so 0 and 1
+        # keep the order of the first evaluation
+        assert fr.order == order
+        assert fr.F.as_dict() == {240: 0, 960: 4, 2880: 6, 4560: 8}
 
 
 # ---------------------------------------------------------------------------

@@ -5,7 +5,8 @@ This ports the *literal* reference in :mod:`sim.policies.efplan` (``_plan_core``
 ``_whatif`` and ``allocate_free(cache=False)``): the same decisions and the same
 floating-point operations in the same order, so its results are identical to the
 reference's (checked by ``tests/test_efplan.py`` and, on whole traces, by
-``bench/ef_replay.py``). Three things only save work, each without changing a result:
+``bench/ef_replay.py``), including the clean (``artifact=False``) lazy leftover loop.
+Three things only save work, each without changing a result:
 
 * the m loop keeps a job's ``m`` across a grant that changed nothing its what-if read
   (its ``t1``, and F on ``[t1, horizon]``), and plans the others on two threads;
@@ -693,16 +694,39 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
     _stable_sort_desc(order, m)
     ng = 0
     ne = 0
+    STALE = np.zeros(nj, dtype=np.bool_)  # clean: m computed before the last grant
     while A > 0:
         pick = -1
-        for i in order:
+        pos = 0
+        for p in range(nj):
+            i = order[p]
             if m[i] != -INF and _next_level(LV[i], NL[i], NG[i]) != NG[i]:
                 pick = i
+                pos = p
                 break
         if pick < 0:
             break
         g = NG[pick]
         g2 = _next_level(LV[pick], NL[pick], g)
+        if STALE[pick]:  # [CLEAN] lazy: re-evaluate the first candidate only, re-place it
+            STALE[pick] = False
+            if g2 - g > A:
+                m[pick] = -INF
+            elif g == 0:
+                m[pick] = INF
+            else:
+                wl, e, r, ok, t1, hz, err = _whatif_m(
+                    W[pick], D[pick], LV[pick], RT[pick], NL[pick], g2, AT[pick], AG[pick],
+                    AL[pick], END[pick], now, FT, FV, nF, G, S, T, V, wt, wg, xt, xg, fidx, ln)
+                if err:
+                    _raise_for(err)
+                m[pick] = (_gpu_seconds(wt, wg, wl, e) - cur[pick]) / (g2 - g)
+            q = pos
+            while q + 1 < nj and m[order[q + 1]] > m[pick]:
+                order[q] = order[q + 1]
+                q += 1
+            order[q] = pick
+            continue
         n, wl, e, r, ok, _, _ = _whatif(W[pick], D[pick], LV[pick], RT[pick], NL[pick], g2,
                                         AT[pick], AG[pick], AL[pick], END[pick], now, FT, FV,
                                         nF, G, S, artifact, T, V, wt, wg, xt, xg, fidx, ln,
@@ -736,7 +760,10 @@ def _allocate_free(W, D, LV, RT, NL, NG, AT, AG, AL, END, REND, FEAS, FT, FV, nF
         if e != old_end:
             ends_left[ne] = old_end
             ne += 1
-        # [ARTIFACT] only jobs below their top level are re-evaluated
+        if not artifact:
+            STALE[:] = True
+            continue
+        # [ARTIFACT] every m again, but only jobs below their top level are re-evaluated
         _eval_all(artifact, W, D, LV, RT, NL, NG, AT, AG, AL, END, FT, FV, nF, now, G, S, A,
                   artifact, T2, V2, wt2, wg2, xt2, xg2, fidx2, ln2, cur, HZ, T1, KEEP, DH, OT,
                   OV, nO, m, ERR)

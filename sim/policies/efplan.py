@@ -429,13 +429,17 @@ def allocate_free(
 
     Choices where the spec is ambiguous ([DECIDE]):
 
-    * After a grant, ``m`` is recomputed for *every* job with the step-2 rule, so jobs that
-      can no longer grow within the smaller ``A`` drop to ``-inf`` (this only affects the
-      returned ``order``, never who is picked). [ARTIFACT] (``artifact=True``): the
-      artifact recomputes only jobs below their top level, so a job that a grant takes to
-      its top level keeps the ``m`` it was picked with (``scheduler.py``,
-      ``allocate_free_gpus``); again this only moves it in ``order``, which feeds the
-      runnable-list order and so placement ties.
+    * [CLEAN] (``artifact=False``) the loop is lazy: after a grant every ``m`` is stale,
+      and only the first candidate in the order is re-evaluated. If its new ``m`` is
+      smaller than the (stale) ``m`` of the jobs after it, it moves back behind them
+      (ahead of equal ones, as a stable sort would put it) and the loop looks again;
+      otherwise it gets the grant. The returned ``order`` is the loop's last order, stale
+      values included.
+    * [ARTIFACT] after a grant, ``m`` is recomputed with the step-2 rule for every job
+      below its top level (jobs that can no longer grow within the smaller ``A`` drop to
+      ``-inf``); a job that a grant takes to its top level keeps the ``m`` it was picked
+      with (``scheduler.py``, ``allocate_free_gpus``). This only moves it in ``order``,
+      which feeds the runnable-list order and so placement ties.
     * The add-back inserts the job's own breakpoints (its plan changes and ``E``) into the
       what-if profile and does not compress it, so ``t1`` is the earliest of ``F``'s next
       breakpoint and the job's own next plan change/end (dict-like behaviour); the committed
@@ -489,10 +493,24 @@ def allocate_free(
     order = sorted(range(n), key=lambda i: -m[i])
     grants: list[tuple[Hashable, int, int]] = []
     ends_left: list[float] = []
+    stale = [False] * n  # clean (lazy): m computed before the last grant
     while A > 0:
-        pick = next((i for i in order if m[i] != -INF and _can_grow(states[i])), None)
-        if pick is None:
+        pos = next((p for p, i in enumerate(order) if m[i] != -INF and _can_grow(states[i])),
+                   None)
+        if pos is None:
             break
+        pick = order[pos]
+        if stale[pick]:
+            # [CLEAN] lazy: re-evaluate only the first candidate, move it behind the jobs
+            # whose (possibly stale) m is now larger, and look again
+            stale[pick] = False
+            evaluate(pick)
+            q = pos
+            while q + 1 < n and m[order[q + 1]] > m[pick]:
+                order[q] = order[q + 1]
+                q += 1
+            order[q] = pick
+            continue
         st = states[pick]
         g = st.num_gpu
         g2 = next_level(st.job.levels, g)
@@ -507,10 +525,13 @@ def allocate_free(
         grants.append((st.job.key, g, g2))
         if w.end != st.end:
             ends_left.append(st.end)
+        if not artifact:
+            stale = [True] * n
+            continue
         for i in range(n):
             # [ARTIFACT] only jobs below their top level are re-evaluated: a job a grant
             # took to its top level keeps the m_j it was picked with
-            if not artifact or _can_grow(states[i]):
+            if _can_grow(states[i]):
                 evaluate(i)
         order.sort(key=lambda i: -m[i])
     return FreeResult(states, [keys[i] for i in order], grants, F, ends_left)
