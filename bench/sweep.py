@@ -6,7 +6,8 @@
 
 Prints the sweep's wall and CPU time (the Dask workers included), then per policy the
 number of runs, the sum and the largest of the runs' own wall times, and every run over
-``--limit`` seconds (default 120, issue 3's per-run target). The store is a temporary
+``--limit`` seconds (default 120, issue 3's per-run target). Only runs this invocation
+ran count: a resumed ``--store``'s earlier runs are left out. The store is a temporary
 file unless ``--store`` is given; a row per sweep is appended to bench/results/sweep.csv.
 """
 
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,8 @@ def main() -> int:
             cmd += ["--set", kv]
         if args.workers is not None:
             cmd += ["--workers", str(args.workers)]
+        # only runs this invocation finished count (a given store may hold older ones)
+        since = datetime.now(UTC).replace(microsecond=0).isoformat()
         cpu0, t0 = _cpu_children(), time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT)
         wall, cpu = time.perf_counter() - t0, _cpu_children() - cpu0
@@ -59,7 +63,8 @@ def main() -> int:
             return proc.returncode
         with sqlite3.connect(store) as db:
             rows = db.execute("select policy, trace, cluster, wall_s, status from runs "
-                              "order by rowid").fetchall()
+                              "where started_at >= ? or finished_at >= ? order by rowid",
+                              (since, since)).fetchall()
     by_policy: dict[str, list[float]] = defaultdict(list)
     slow, failed = [], []
     for policy, trace, cluster, w, status in rows:
