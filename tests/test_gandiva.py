@@ -314,16 +314,19 @@ def test_clean_rebalance_moves_only_waiting_jobs_until_even(loads, capacity, ran
         k += n
         lst.append(ns)
     pol.classes[1] = list(lst)
-    pol.ran = {str(x) for x in ran}
+    ran = {str(x) for x in ran} & {str(x) for x in range(k)}  # started before: PAUSED
+    views = tuple(JobView(spec(x, 1), JobStatus.PAUSED if str(x) in ran else JobStatus.WAITING)
+                  for x in range(k))
+    snap = Snapshot(now_s=0, cluster=cluster(len(loads)), table=TABLE, jobs=views)
     before = {id(ns): list(ns.jobs) for ns in lst}
-    pol._rebalance(1)
+    pol._rebalance(1, snap)
     assert sorted(j for ns in lst for j in ns.jobs) == sorted(str(x) for x in range(k))
     for ns in lst:
         old = before[id(ns)]
         assert ns.jobs[: min(len(old), capacity)] == old[:capacity]  # running jobs stay
         gone = [j for j in old if j not in ns.jobs]
-        if any(j in pol.ran for j in gone):
-            assert all(j in pol.ran for j in ns.jobs[capacity:] if j in old)
+        if any(j in ran for j in gone):
+            assert all(j in ran for j in ns.jobs[capacity:] if j in old)
         assert all(pol.set_of[j] is ns for j in ns.jobs)
     hi = max(ns.util for ns in lst)
     lo = min(ns.util for ns in lst)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from sim.model.decision import Decision
-from sim.model.snapshot import Snapshot
+from sim.model.snapshot import JobStatus, Snapshot
 from sim.policies.base import ArtifactTraits, Policy
 from sim.registry import register
 
@@ -161,7 +161,6 @@ class Gandiva(Policy):
         self.set_of: dict[str, NodeSet] = {}
         self.size: dict[str, int] = {}
         self.pending: list[str] = []
-        self.ran: set[str] = set()  # jobs that have held GPUs (carry a checkpoint)
 
     # ------------------------------------------------------------------ decide
     def decide(self, snap: Snapshot) -> Decision:
@@ -209,8 +208,8 @@ class Gandiva(Policy):
             plan = math.floor(demand[g] / total * snap.cluster.num_gpus)
             target = min(plan, demand[g])
             diff = target - sum(len(ns.nodes) for ns in lst) * gpn
+            need = math.ceil(g / gpn)  # nodes per set
             if diff > 0:
-                need = math.ceil(g / gpn)
                 if self.artifact:
                     self._grow_artifact(g, lst, math.ceil(diff / g), need, snap)
                     continue
@@ -225,14 +224,14 @@ class Gandiva(Policy):
                 if self.artifact:
                     k = min(math.ceil(-diff / g), len(lst) - 1)
                 else:  # only sets the class can spare without going below its target
-                    k = min(-diff // (math.ceil(g / gpn) * gpn), len(lst) - 1)
+                    k = min(-diff // (need * gpn), len(lst) - 1)
                 gone, self.classes[g] = lst[:k], lst[k:]
                 for ns in gone:
                     self.free_nodes.extend(ns.nodes)
                 self._insert_many(g, [jid for ns in gone for jid in ns.jobs])
         if not self.artifact:
             for g in sorted(self.classes):
-                self._rebalance(g)
+                self._rebalance(g, snap)
 
     def _grow_artifact(self, g: int, lst: list[NodeSet], want: int, need: int,
                        snap: Snapshot) -> None:
@@ -265,13 +264,13 @@ class Gandiva(Policy):
                 ns.inserted = 0
         self._insert_many(g, moved)
 
-    def _rebalance(self, g: int) -> None:
+    def _rebalance(self, g: int, snap: Snapshot) -> None:
         """[CLEAN] Even out class ``g`` (every instant, after step (1)), moving few jobs.
 
         While the fullest set is over-full (holds waiting jobs) and holds at least
         two jobs more than the emptiest, one of its waiting jobs moves to the
-        emptiest set: one that never held GPUs if there is one (it has no
-        checkpoint to copy), else the last in its list. Running jobs never move, so
+        emptiest set: one that never started (``NEW``/``WAITING`` in ``snap``: it has
+        no checkpoint to copy) if there is one, else the last in its list. Running jobs never move, so
         a grow migrates nothing that is running, and a checkpoint is copied only for
         a suspended job that later gets GPUs in its new set. Ties go to the first
         set in list order. This fills the sets a grow opens and the slots that
@@ -281,17 +280,17 @@ class Gandiva(Policy):
         lst = self.classes[g]
         if len(lst) < 2:
             return
+        jobs = snap.index()
+        fresh = (JobStatus.NEW, JobStatus.WAITING)
         while True:
             src = max(lst, key=lambda ns: ns.util)
             dst = min(lst, key=lambda ns: ns.util)
             if src.util <= src.capacity or src.util - dst.util <= 1:
                 break
             waiting = src.jobs[src.capacity:]
-            jid = next((j for j in reversed(waiting) if j not in self.ran), waiting[-1])
+            jid = next((j for j in reversed(waiting) if jobs[j].status in fresh), waiting[-1])
             self._remove(src, jid)
-            dst.jobs.append(jid)
-            dst.inserted += 1
-            self.set_of[jid] = dst
+            self._put(dst, jid)
         self._sort(g)
 
     def _time_slice(self, now: float, present: set[str]) -> bool:
@@ -306,7 +305,6 @@ class Gandiva(Policy):
                 for jid in [jid for jid in ns.jobs if jid not in present]:
                     self._remove(ns, jid)
                     del self.set_of[jid], self.size[jid]
-                    self.ran.discard(jid)
                 if rotate and ns.util > ns.capacity:
                     moved = [jid for jid in ran if jid in present]
                     ns.jobs = [jid for jid in ns.jobs if jid not in moved] + moved
@@ -365,7 +363,6 @@ class Gandiva(Policy):
                         ns.slot_of[jid] = next(free)
                     s = ns.slot_of[jid]
                     alloc[jid] = tuple(sorted(ns.gpus[s * g:(s + 1) * g]))
-        self.ran.update(alloc)
         return alloc
 
     # ----------------------------------------------------------- helpers
@@ -384,9 +381,7 @@ class Gandiva(Policy):
         appends it before sorting, so it goes behind the sets it now ties with
         (re-spreading and shrinking insert in place).
         """
-        ns.jobs.append(jid)
-        ns.inserted += 1
-        self.set_of[jid] = ns
+        self._put(ns, jid)
         if to_back:
             lst = self.classes[ns.g]
             lst.remove(ns)
@@ -414,12 +409,16 @@ class Gandiva(Policy):
         heap = [(load, i, ns) for i, (load, ns) in enumerate(zip(loads, lst))]  # sorted
         for seq, jid in enumerate(jids, start=1):
             load, _, ns = heap[0]
-            ns.jobs.append(jid)
-            ns.inserted += 1
-            self.set_of[jid] = ns
+            self._put(ns, jid)
             heapq.heapreplace(heap, (load + 1, -seq, ns))
         heap.sort(key=lambda e: e[:2])
         lst[:] = [ns for _, _, ns in heap]
+
+    def _put(self, ns: NodeSet, jid: str) -> None:
+        """Append ``jid`` to ``ns`` (no re-sort)."""
+        ns.jobs.append(jid)
+        ns.inserted += 1
+        self.set_of[jid] = ns
 
     def _remove(self, ns: NodeSet, jid: str) -> None:
         ns.jobs.remove(jid)
